@@ -307,6 +307,13 @@ impl DiskBuffer {
         self.in_flight.clear();
     }
 
+    /// The oldest id still wanted: every id below it was acknowledged or
+    /// dropped (`when_full = drop_oldest` moves it past the records it
+    /// deletes), and is never handed out again.
+    pub fn head_id(&self) -> u64 {
+        self.head_id
+    }
+
     /// Current size, depth, age and drop counters.
     pub fn stats(&self) -> Stats {
         let records = self

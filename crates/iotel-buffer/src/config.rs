@@ -74,6 +74,16 @@ pub struct BufferConfig {
     pub max_segment_size: NonZeroU64,
     pub fsync: FsyncPolicy,
     pub when_full: WhenFull,
+    /// The id the first record of a *new* buffer gets: one whose directory
+    /// holds neither a ledger nor a segment. A buffer that already exists
+    /// continues from its own ids and ignores this. Ids are never 0, so 0
+    /// (the default) starts at 1.
+    ///
+    /// A caller that hands ids on to a peer which drops ids it has seen
+    /// (the native protocol's sequence) sets it from the clock, so that a
+    /// buffer whose directory was deleted does not start again below what
+    /// the peer already has.
+    pub first_id: u64,
 }
 
 /// Default `max_size`: 64 MiB, the edge example.
@@ -91,6 +101,7 @@ impl BufferConfig {
             max_segment_size: NonZeroU64::new(DEFAULT_MAX_SEGMENT_SIZE).unwrap_or(NonZeroU64::MIN),
             fsync: FsyncPolicy::default(),
             when_full: WhenFull::default(),
+            first_id: 0,
         }
     }
 

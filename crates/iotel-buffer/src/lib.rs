@@ -35,8 +35,9 @@
 //! The checksum is **CRC-32C (Castagnoli)**, as computed by the `crc32c`
 //! crate (hardware-accelerated where the CPU has it), over every byte after
 //! the checksum field: header bytes 8..32 and the payload. The magic is not
-//! covered; it is only what a resynchronising scan looks for. Ids start at 1,
-//! grow by one per record, and are never reused while the ledger survives.
+//! covered; it is only what a resynchronising scan looks for. Ids start at 1
+//! (or at [`BufferConfig::first_id`] when the buffer is created), grow by one
+//! per record, and are never reused while the ledger survives.
 //!
 //! # Ledger
 //!

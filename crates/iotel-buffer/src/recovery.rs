@@ -4,7 +4,9 @@
 //! 1. `ledger.tmp` is a ledger write that did not finish: deleted.
 //! 2. The ledger gives `head_id` and `next_id`. A missing or corrupt ledger
 //!    is not trusted at all: every record still on disk is replayed, from
-//!    the oldest segment (at-least-once: replaying beats losing).
+//!    the oldest segment (at-least-once: replaying beats losing). With
+//!    neither a ledger nor a segment the buffer is new: its ids start at
+//!    `first_id` (at least 1).
 //! 3. Segments whose ids are all below `head_id` (the next segment's name is
 //!    at or below it) were fully acknowledged: deleted without reading.
 //! 4. Every other segment is scanned frame by frame. A frame with a bad
@@ -56,7 +58,8 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-/// The first id of a new buffer.
+/// The lowest id there is, and the first of a new buffer whose `first_id`
+/// is 0.
 pub(crate) const FIRST_ID: u64 = 1;
 
 pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recovered, BufferError> {
@@ -73,7 +76,7 @@ pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recover
     let head_id = match (ledger, segments.front()) {
         (Some(l), _) => l.head_id,
         (None, Some(s)) => s.first_id,
-        (None, None) => FIRST_ID,
+        (None, None) => config.first_id.max(FIRST_ID),
     };
     while segments.len() > 1 && segments[1].first_id <= head_id {
         if let Some(s) = segments.pop_front() {

@@ -230,3 +230,46 @@ fn fsync_never_and_interval_keep_every_record_across_a_process_crash() {
         );
     }
 }
+
+#[test]
+fn a_new_buffer_starts_at_first_id_and_a_reopened_one_ignores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1 << 20, SEGMENT);
+    cfg.first_id = 1_000_000;
+    let (mut b, report) = open(&cfg);
+    assert_eq!((report.head_id, report.next_id), (1_000_000, 1_000_000));
+    assert_eq!(b.head_id(), 1_000_000);
+    for id in 1_000_000..1_000_003 {
+        assert_eq!(b.push(&payload(id, LEN)).unwrap().id, id);
+    }
+    assert_eq!(read_n(&mut b, 1), vec![1_000_000]);
+    b.ack(1_000_000).unwrap();
+    assert_eq!(b.head_id(), 1_000_001);
+    b.close().unwrap();
+
+    // Reopened with another first_id: the ledger wins.
+    cfg.first_id = 5;
+    let (mut b, report) = open(&cfg);
+    assert_eq!((report.head_id, report.next_id), (1_000_001, 1_000_003));
+    assert_eq!(b.push(&payload(1_000_003, LEN)).unwrap().id, 1_000_003);
+    drop(b);
+
+    // Without its ledger the segments still say where the ids are.
+    std::fs::remove_file(dir.path().join("ledger.dat")).unwrap();
+    let (mut b, report) = open(&cfg);
+    assert_eq!((report.head_id, report.next_id), (1_000_000, 1_000_004));
+    assert_eq!(
+        drain(&mut b, LEN),
+        (1_000_000..1_000_004).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_first_id_of_zero_starts_at_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20, SEGMENT);
+    assert_eq!(cfg.first_id, 0);
+    let (mut b, report) = open(&cfg);
+    assert_eq!(report.next_id, 1);
+    assert_eq!(b.push(&payload(1, LEN)).unwrap().id, 1);
+}

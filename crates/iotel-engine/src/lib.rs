@@ -7,6 +7,7 @@
 //! [`topology::Topology`] runs the built components and shuts them down in
 //! order, sources first, so what is in flight reaches the sinks.
 
+pub mod backlog;
 pub mod component;
 pub mod config;
 pub mod graph;
@@ -14,9 +15,10 @@ pub mod metrics;
 pub mod shutdown;
 pub mod topology;
 
+pub use backlog::Backlog;
 pub use component::{
-    ComponentError, ComponentFuture, ComponentKey, Input, Output, Sink, SinkContext, Source,
-    SourceContext, Transform,
+    Ack, Acked, Batch, ComponentError, ComponentFuture, ComponentKey, Input, Output, Sink,
+    SinkContext, Source, SourceContext, TestReceiver, Transform,
 };
 pub use graph::{ComponentKind, NodeDecl, SignalSet};
 pub use metrics::{ComponentMetrics, Counter, Gauge, Registry};

@@ -55,6 +55,9 @@ struct Family {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     families: Arc<Mutex<BTreeMap<String, Family>>>,
+    /// The node's backlog pressure; here because every component already
+    /// holds the registry.
+    backlog: crate::backlog::Backlog,
 }
 
 impl Registry {
@@ -90,6 +93,11 @@ impl Registry {
                 })
             })
             .clone()
+    }
+
+    /// The node-wide backlog pressure (see [`crate::backlog`]).
+    pub fn backlog(&self) -> &crate::backlog::Backlog {
+        &self.backlog
     }
 
     /// The counter `name{labels}`, created at zero on first use.

@@ -10,7 +10,7 @@
 //! period runs out, after which the rest is aborted.
 
 use crate::component::{
-    ComponentKey, Input, Output, Sink, SinkContext, Source, SourceContext, Transform,
+    Batch, ComponentKey, Input, Output, Sink, SinkContext, Source, SourceContext, Transform,
 };
 use crate::graph::ComponentKind;
 use crate::metrics::{ComponentMetrics, Registry};
@@ -152,7 +152,7 @@ impl Topology {
 }
 
 fn take_input(
-    receivers: &mut BTreeMap<String, mpsc::Receiver<iotel_model::Events>>,
+    receivers: &mut BTreeMap<String, mpsc::Receiver<Batch>>,
     key: &ComponentKey,
     metrics: &ComponentMetrics,
 ) -> Input {
@@ -195,10 +195,11 @@ async fn run_transform(
     mut out: Output,
 ) {
     let mut buf = Vec::new();
-    while let Some(events) = input.recv().await {
+    while let Some(Batch { events, ack }) = input.recv_batch().await {
         t.transform(events, &mut buf);
+        // What a batch becomes carries its acknowledgement on.
         for ev in buf.drain(..) {
-            out.send(ev).await;
+            out.send_with(ev, ack.clone()).await;
         }
     }
     t.flush(&mut buf);
@@ -335,6 +336,95 @@ mod tests {
                 Ok(())
             })
         }
+    }
+
+    /// Sends one batch and waits for its acknowledgement, then sets `done`.
+    struct AckedOnce {
+        done: Arc<AtomicBool>,
+    }
+
+    impl Source for AckedOnce {
+        fn run(self: Box<Self>, mut cx: SourceContext) -> ComponentFuture {
+            Box::pin(async move {
+                let batch = Events::Logs(vec![LogRecord::new(0, "a".to_string())]);
+                let (open, acked) = cx.out.send_acked(batch).await;
+                assert!(open);
+                acked.wait().await;
+                self.done.store(true, Ordering::SeqCst);
+                cx.shutdown.wait().await;
+                Ok(())
+            })
+        }
+    }
+
+    /// Keeps every batch it receives, acknowledgement included.
+    struct Hold(Arc<Mutex<Vec<Batch>>>);
+
+    impl Sink for Hold {
+        fn run(self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
+            Box::pin(async move {
+                while let Some(b) = cx.input.recv_batch().await {
+                    self.0.lock().unwrap().push(b);
+                }
+                Ok(())
+            })
+        }
+    }
+
+    async fn wait_until(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..2000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_completes_once_every_copy_downstream_is_handled() {
+        let done = Arc::new(AtomicBool::new(false));
+        let held_a = Arc::new(Mutex::new(Vec::new()));
+        let held_b = Arc::new(Mutex::new(Vec::new()));
+        let nodes = vec![
+            node(
+                "src",
+                &[],
+                BuiltComponent::Source(Box::new(AckedOnce { done: done.clone() })),
+            ),
+            node(
+                "twice",
+                &["src"],
+                BuiltComponent::Transform(Box::new(Twice)),
+            ),
+            node(
+                "a",
+                &["twice"],
+                BuiltComponent::Sink(Box::new(Hold(held_a.clone()))),
+            ),
+            node(
+                "b",
+                &["src"],
+                BuiltComponent::Sink(Box::new(Hold(held_b.clone()))),
+            ),
+        ];
+        let running = Topology::start(nodes, &Registry::default(), &opts(4));
+        wait_until("both sinks hold the batch", || {
+            held_a.lock().unwrap().len() == 2 && held_b.lock().unwrap().len() == 1
+        })
+        .await;
+        assert!(held_a.lock().unwrap().iter().all(|b| b.ack.is_awaited()));
+        // One of the transform's two outputs handled: not done yet.
+        held_a.lock().unwrap().pop();
+        held_b.lock().unwrap().clear();
+        tokio::task::yield_now().await;
+        assert!(!done.load(Ordering::SeqCst));
+        held_a.lock().unwrap().clear();
+        wait_until("the source saw the acknowledgement", || {
+            done.load(Ordering::SeqCst)
+        })
+        .await;
+        assert!(running.stop(Duration::from_secs(5)).await);
     }
 
     fn node(id: &str, inputs: &[&str], component: BuiltComponent) -> BuiltNode {

@@ -83,6 +83,20 @@ impl Events {
         self.len() == 0
     }
 
+    /// Appends `other` if it is of the same signal; else hands it back.
+    ///
+    /// # Errors
+    /// `other`, untouched, when its signal differs.
+    pub fn append(&mut self, other: Events) -> Result<(), Events> {
+        match (self, other) {
+            (Events::Metrics(a), Events::Metrics(b)) => a.extend(b),
+            (Events::Logs(a), Events::Logs(b)) => a.extend(b),
+            (Events::Traces(a), Events::Traces(b)) => a.extend(b),
+            (_, other) => return Err(other),
+        }
+        Ok(())
+    }
+
     /// Visits every event, in order, as an [`Event`] reference.
     pub fn for_each(&self, mut f: impl FnMut(EventRef<'_>)) {
         match self {
@@ -116,4 +130,20 @@ pub fn now_unix_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_joins_batches_of_one_signal_and_hands_back_others() {
+        let log = |m: &str| LogRecord::new(0, m.to_string());
+        let mut a = Events::Logs(vec![log("a")]);
+        assert_eq!(a.append(Events::Logs(vec![log("b"), log("c")])), Ok(()));
+        assert_eq!(a, Events::Logs(vec![log("a"), log("b"), log("c")]));
+        let other = Events::Metrics(vec![]);
+        assert_eq!(a.append(other.clone()), Err(other));
+        assert_eq!(a.len(), 3);
+    }
 }

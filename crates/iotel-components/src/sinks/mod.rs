@@ -1,7 +1,10 @@
 //! Every sink type, in one enum.
 
+pub mod buffer;
 pub mod console;
 pub mod file;
+mod http_delivery;
+pub mod iotel;
 pub mod prometheus_exporter;
 pub mod prometheus_remote_write;
 
@@ -16,6 +19,7 @@ use serde::Deserialize;
 pub enum SinkConfig {
     Console(console::Config),
     File(file::Config),
+    Iotel(iotel::Config),
     PrometheusExporter(prometheus_exporter::Config),
     PrometheusRemoteWrite(prometheus_remote_write::Config),
 }
@@ -25,6 +29,7 @@ impl SinkConfig {
     pub const TYPES: &'static [&'static str] = &[
         "console",
         "file",
+        "iotel",
         "prometheus_exporter",
         "prometheus_remote_write",
     ];
@@ -33,6 +38,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
+            SinkConfig::Iotel(_) => "iotel",
             SinkConfig::PrometheusExporter(_) => "prometheus_exporter",
             SinkConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
         }
@@ -41,7 +47,7 @@ impl SinkConfig {
     /// The signals this sink takes.
     pub fn signals(&self) -> SignalSet {
         match self {
-            SinkConfig::Console(_) | SinkConfig::File(_) => SignalSet::ALL,
+            SinkConfig::Console(_) | SinkConfig::File(_) | SinkConfig::Iotel(_) => SignalSet::ALL,
             SinkConfig::PrometheusExporter(_) | SinkConfig::PrometheusRemoteWrite(_) => {
                 SignalSet::METRICS
             }
@@ -52,6 +58,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Console(_) => vec![],
             SinkConfig::File(c) => c.validate(),
+            SinkConfig::Iotel(c) => c.validate(),
             SinkConfig::PrometheusExporter(c) => c.validate(),
             SinkConfig::PrometheusRemoteWrite(c) => c.validate(),
         }
@@ -71,6 +78,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Console(c) => c.build(cx),
             SinkConfig::File(c) => c.build(cx),
+            SinkConfig::Iotel(c) => c.build(cx),
             SinkConfig::PrometheusExporter(c) => c.build(cx),
             SinkConfig::PrometheusRemoteWrite(c) => c.build(cx),
         }

@@ -3,6 +3,7 @@
 pub mod device_health;
 pub mod generator;
 pub mod internal_metrics;
+pub mod iotel;
 pub mod prometheus_scrape;
 
 use crate::{BuildContext, Problem};
@@ -17,6 +18,7 @@ pub enum SourceConfig {
     DeviceHealth(device_health::Config),
     Generator(generator::Config),
     InternalMetrics(internal_metrics::Config),
+    Iotel(iotel::Config),
     PrometheusScrape(prometheus_scrape::Config),
 }
 
@@ -26,6 +28,7 @@ impl SourceConfig {
         "device_health",
         "generator",
         "internal_metrics",
+        "iotel",
         "prometheus_scrape",
     ];
 
@@ -34,6 +37,7 @@ impl SourceConfig {
             SourceConfig::DeviceHealth(_) => "device_health",
             SourceConfig::Generator(_) => "generator",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
+            SourceConfig::Iotel(_) => "iotel",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
         }
     }
@@ -42,6 +46,7 @@ impl SourceConfig {
     pub fn signals(&self) -> SignalSet {
         match self {
             SourceConfig::Generator(c) => c.signals(),
+            SourceConfig::Iotel(_) => SignalSet::ALL,
             SourceConfig::DeviceHealth(_)
             | SourceConfig::InternalMetrics(_)
             | SourceConfig::PrometheusScrape(_) => SignalSet::METRICS,
@@ -53,13 +58,17 @@ impl SourceConfig {
             SourceConfig::DeviceHealth(c) => c.validate(),
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
+            SourceConfig::Iotel(c) => c.validate(),
             SourceConfig::PrometheusScrape(c) => c.validate(),
         }
     }
 
     /// Ports and directories this source claims.
     pub fn claims(&self) -> Vec<String> {
-        vec![]
+        match self {
+            SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
+            _ => vec![],
+        }
     }
 
     /// # Errors
@@ -69,6 +78,7 @@ impl SourceConfig {
             SourceConfig::DeviceHealth(c) => c.build(cx),
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
+            SourceConfig::Iotel(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
         }
     }

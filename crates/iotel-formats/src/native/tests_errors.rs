@@ -1,7 +1,7 @@
 //! Every [`DecodeError`], each from a frame built by hand to hold exactly
 //! that fault, with its code and what its message says.
 
-use super::tests::{every_metric_type, metrics_of};
+use super::tests::{built_in, every_metric_type, metrics_of};
 use super::wire::{put_ivarint, put_str, put_uvarint};
 use super::*;
 use iotel_model::MetricType;
@@ -47,6 +47,26 @@ fn decode_err(frame: &[u8]) -> DecodeError {
     decode(frame, &Limits::default()).expect_err("must not decode")
 }
 
+/// A metrics frame of one record whose header gives `compression` and
+/// declares a body of `declared` bytes, with `data` as the compressed body.
+fn compressed_frame(compression: Compression, declared: u64, data: &[u8]) -> Vec<u8> {
+    let mut f = MAGIC.to_vec();
+    f.extend([VERSION, compression.code(), 0]);
+    put_str(&mut f, "agent");
+    put_uvarint(&mut f, 9);
+    put_uvarint(&mut f, 1);
+    put_uvarint(&mut f, declared);
+    f.extend_from_slice(data);
+    f
+}
+
+/// Twice the default `max_body_bytes`, of zeros: compresses to almost
+/// nothing.
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+fn bomb_content() -> Vec<u8> {
+    vec![0; 2 * Limits::default().max_body_bytes]
+}
+
 #[test]
 fn the_hand_built_frame_decodes() {
     let f = frame(0, 1, &body(&["up"], &metrics_section(2, ONE_SERIES)));
@@ -88,19 +108,40 @@ fn reserved_flag_bits_are_refused() {
 }
 
 #[test]
-fn zstd_and_lz4_are_not_built_in_either_way() {
-    for (code, compression) in [(2, Compression::Zstd), (3, Compression::Lz4)] {
-        let mut f = frame(0, 0, &body(&[], &[]));
-        f[5] = code;
-        let e = decode_err(&f);
-        assert_eq!(e.code(), "compression_not_built_in");
-        assert!(e.to_string().contains(compression.as_str()), "{e}");
-        // The header alone still reads: a receiver can count by agent.
-        assert_eq!(decode_header(&f).unwrap().compression, compression);
-        let e = encode("a", 1, &Events::Logs(vec![]), compression).unwrap_err();
-        assert_eq!(e.code(), "compression_not_built_in");
-        assert!(e.to_string().contains("not built in"), "{e}");
-    }
+fn built_in_compressions_follow_the_cargo_features() {
+    assert!(Compression::None.is_built_in());
+    assert!(Compression::Snappy.is_built_in());
+    assert_eq!(Compression::Zstd.is_built_in(), cfg!(feature = "zstd"));
+    assert_eq!(Compression::Lz4.is_built_in(), cfg!(feature = "lz4"));
+}
+
+/// Encoding with `compression` and decoding a frame that uses it are both
+/// refused, naming it and what is built in.
+#[cfg(not(all(feature = "zstd", feature = "lz4")))]
+fn refused_both_ways(compression: Compression) {
+    let f = compressed_frame(compression, 2, &body(&[], &[]));
+    let e = decode_err(&f);
+    assert_eq!(e.code(), "compression_not_built_in");
+    assert!(e.to_string().contains(compression.as_str()), "{e}");
+    assert!(e.to_string().contains("(built in: none, snappy"), "{e}");
+    // The header alone still reads: a receiver can count by agent.
+    assert_eq!(decode_header(&f).unwrap().compression, compression);
+    let e = encode("a", 1, &Events::Logs(vec![]), compression).unwrap_err();
+    assert_eq!(e.code(), "compression_not_built_in");
+    assert!(e.to_string().contains("not built in"), "{e}");
+    assert!(!e.to_string().contains(&format!(", {compression}")), "{e}");
+}
+
+#[cfg(not(feature = "zstd"))]
+#[test]
+fn zstd_without_its_feature_is_not_built_in_either_way() {
+    refused_both_ways(Compression::Zstd);
+}
+
+#[cfg(not(feature = "lz4"))]
+#[test]
+fn lz4_without_its_feature_is_not_built_in_either_way() {
+    refused_both_ways(Compression::Lz4);
 }
 
 #[test]
@@ -217,8 +258,198 @@ fn a_decompression_bomb_is_refused_before_allocating() {
     assert_eq!(e.code(), "length_mismatch");
     assert_eq!(
         e.to_string(),
-        "the header declares a body of 100 bytes, but it is 4294967295"
+        "the header declares a body of 100 bytes, but it is 4294967295 (compression snappy)"
     );
+}
+
+#[cfg(feature = "zstd")]
+fn zstd_compress(data: &[u8], with_content_size: bool) -> Vec<u8> {
+    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+    c.include_contentsize(with_content_size).unwrap();
+    c.compress(data).unwrap()
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn a_zstd_bomb_is_refused_before_it_decompresses_past_the_declared_size() {
+    use zstd::zstd_safe::get_frame_content_size;
+    let content = bomb_content();
+    let bomb = zstd_compress(&content, true);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    // The header tells the truth: over the limit.
+    let e = decode_err(&compressed_frame(
+        Compression::Zstd,
+        content.len() as u64,
+        &bomb,
+    ));
+    assert_eq!(e.code(), "body_too_large");
+    // The header lies small: the frame's content size is checked before
+    // the buffer is allocated.
+    let e = decode_err(&compressed_frame(Compression::Zstd, 100, &bomb));
+    assert_eq!(e.code(), "length_mismatch");
+    assert_eq!(
+        e.to_string(),
+        "the header declares a body of 100 bytes, but it is 16777216 (compression zstd)"
+    );
+    // A frame that does not record its size: decompression stops when the
+    // declared 100 bytes are full.
+    let bomb = zstd_compress(&content, false);
+    assert_eq!(get_frame_content_size(&bomb).unwrap(), None);
+    let e = decode_err(&compressed_frame(Compression::Zstd, 100, &bomb));
+    assert_eq!(e.code(), "decompressed_too_large");
+    assert_eq!(
+        e.to_string(),
+        "the header declares a body of 100 bytes, but its zstd data decompresses to more"
+    );
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn a_zstd_body_shorter_than_declared_is_refused() {
+    for with_content_size in [true, false] {
+        let data = zstd_compress(&[7; 60], with_content_size);
+        let e = decode_err(&compressed_frame(Compression::Zstd, 100, &data));
+        assert_eq!(e.code(), "length_mismatch");
+        assert_eq!(
+            e.to_string(),
+            "the header declares a body of 100 bytes, but it is 60 (compression zstd)"
+        );
+    }
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn a_corrupt_zstd_body_is_refused() {
+    let e = decode_err(&compressed_frame(
+        Compression::Zstd,
+        10,
+        b"not a zstd frame",
+    ));
+    assert_eq!(e.code(), "zstd");
+    assert!(
+        e.to_string()
+            .starts_with("zstd: the body of 16 bytes does not decompress (declared 10 bytes): "),
+        "{e}"
+    );
+    // A real frame cut short.
+    let f = encode(
+        "a",
+        1,
+        &Events::Metrics(every_metric_type()),
+        Compression::Zstd,
+    )
+    .unwrap();
+    let e = decode_err(&f[..f.len() - 3]);
+    assert_eq!(e.code(), "zstd", "{e}");
+}
+
+#[cfg(feature = "lz4")]
+fn lz4_compress(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; lz4_flex::block::get_maximum_output_size(data.len())];
+    let n = lz4_flex::block::compress_into(data, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+#[cfg(feature = "lz4")]
+#[test]
+fn an_lz4_bomb_is_refused_before_it_decompresses_past_the_declared_size() {
+    let content = bomb_content();
+    let bomb = lz4_compress(&content);
+    // LZ4 stops at about 255 to 1.
+    assert!(bomb.len() < content.len() / 200, "{}", bomb.len());
+    // The header tells the truth: over the limit.
+    let e = decode_err(&compressed_frame(
+        Compression::Lz4,
+        content.len() as u64,
+        &bomb,
+    ));
+    assert_eq!(e.code(), "body_too_large");
+    // The header lies small: an LZ4 block does not state its length, so
+    // decompression stops when the declared 100 bytes are full.
+    let e = decode_err(&compressed_frame(Compression::Lz4, 100, &bomb));
+    assert_eq!(e.code(), "decompressed_too_large");
+    assert_eq!(
+        e.to_string(),
+        "the header declares a body of 100 bytes, but its lz4 data decompresses to more"
+    );
+}
+
+#[cfg(feature = "lz4")]
+#[test]
+fn an_lz4_body_shorter_than_declared_is_refused() {
+    let data = lz4_compress(&[7; 60]);
+    let e = decode_err(&compressed_frame(Compression::Lz4, 100, &data));
+    assert_eq!(e.code(), "length_mismatch");
+    assert_eq!(
+        e.to_string(),
+        "the header declares a body of 100 bytes, but it is 60 (compression lz4)"
+    );
+}
+
+#[cfg(feature = "lz4")]
+#[test]
+fn a_corrupt_lz4_body_is_refused() {
+    // One literal "a", then a match at offset 0.
+    let e = decode_err(&compressed_frame(Compression::Lz4, 10, &[0x10, b'a', 0, 0]));
+    assert_eq!(e.code(), "lz4");
+    assert_eq!(
+        e.to_string(),
+        "lz4: the body of 4 bytes does not decompress (declared 10 bytes): \
+         0 is not a valid match offset"
+    );
+    // A real frame cut short.
+    let f = encode(
+        "a",
+        1,
+        &Events::Metrics(every_metric_type()),
+        Compression::Lz4,
+    )
+    .unwrap();
+    let e = decode_err(&f[..f.len() - 3]);
+    assert_eq!(e.code(), "lz4", "{e}");
+}
+
+#[test]
+fn any_byte_of_a_compressed_body_corrupted_is_an_error_or_a_batch_never_a_panic() {
+    let events = Events::Metrics(every_metric_type());
+    for compression in built_in() {
+        let f = encode("a", 1, &events, compression).unwrap();
+        let header = decode_header(&f).unwrap();
+        let compressed_bytes = f.len() - compressed_body_at(&f);
+        let mut refused = 0;
+        for i in compressed_body_at(&f)..f.len() {
+            for flip in [0x01, 0x10, 0xff] {
+                let mut f = f.clone();
+                f[i] ^= flip;
+                if let Ok(batch) = decode(&f, &Limits::default()) {
+                    assert_eq!(batch.header, header, "{compression}");
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        println!(
+            "{compression}: {refused} of {} corruptions refused",
+            3 * compressed_bytes
+        );
+        assert!(refused > 0, "{compression}");
+    }
+}
+
+/// Where a well-formed frame's (compressed) body starts.
+fn compressed_body_at(f: &[u8]) -> usize {
+    let header = decode_header(f).unwrap();
+    // magic, version, flags, signal; agent id; sequence, records and body
+    // length as varints.
+    let mut at = 7;
+    let mut varint = Vec::new();
+    put_str(&mut varint, &header.agent_id);
+    for n in [header.sequence, header.records, header.body_bytes] {
+        put_uvarint(&mut varint, n);
+    }
+    at += varint.len();
+    at
 }
 
 #[test]
@@ -395,7 +626,10 @@ fn every_error_code_is_distinct() {
         "body_too_large",
         "too_many_records",
         "length_mismatch",
+        "decompressed_too_large",
         "snappy",
+        "zstd",
+        "lz4",
         "impossible_count",
         "bad_index",
         "bad_value",

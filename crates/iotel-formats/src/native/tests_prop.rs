@@ -1,7 +1,7 @@
 //! Random batches round-trip; arbitrary and mutated bytes never panic the
 //! decoder.
 
-use super::tests::{grouped, json, key};
+use super::tests::{built_in, grouped, json, key};
 use super::*;
 use iotel_model::{
     Exemplar, Labels, LogRecord, Metric, MetricMeta, MetricType, Severity, Span, SpanStatus,
@@ -193,8 +193,9 @@ fn span_batch() -> impl Strategy<Value = Vec<Span>> {
     proptest::collection::vec(span, 0..20)
 }
 
+/// Every built-in compression: all four in a default build.
 fn compression() -> impl Strategy<Value = Compression> {
-    select(vec![Compression::None, Compression::Snappy])
+    select(built_in())
 }
 
 /// A valid frame of any signal.

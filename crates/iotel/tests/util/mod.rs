@@ -5,6 +5,8 @@
 // A harness fails the test that uses it; a panic with the report is the point.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -330,6 +332,43 @@ impl Iotel {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
+        Self::restart_in(dir, api_port, role)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.proc.dir.path()
+    }
+
+    /// Kills the process with SIGKILL, as a crash or power cut would, and
+    /// hands back its directory (config and data) for a restart.
+    pub fn kill9(mut self) -> (tempfile::TempDir, u16, String) {
+        if let Some(mut child) = self.proc.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let dir = std::mem::replace(&mut self.proc.dir, tempfile::tempdir().unwrap());
+        // Keep the first run's output for a failure report.
+        for ext in ["out", "err"] {
+            let from = dir.path().join(format!("{}.{ext}", self.proc.name));
+            let to = dir.path().join(format!("{}.killed.{ext}", self.proc.name));
+            let _ = std::fs::rename(from, to);
+        }
+        let role = self
+            .proc
+            .command
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("agent")
+            .to_string();
+        (dir, self.api.port(), role)
+    }
+
+    /// Starts `iotel <role>` again in `dir`, with the config and data left
+    /// there by an earlier run, its API on `api_port`.
+    pub fn restart_in(dir: tempfile::TempDir, api_port: u16, role: &str) -> Iotel {
+        let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
         let args = vec![
             role.to_string(),
             "--config".into(),
@@ -351,8 +390,19 @@ impl Iotel {
         node
     }
 
-    pub fn dir(&self) -> &Path {
-        self.proc.dir.path()
+    /// The sum of every series of `name` on the node's /metrics whose
+    /// labels include each of `labels` (written `key="value"`).
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let (_, _, body) = http_get(self.api, "/metrics", None).unwrap_or_default();
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 

@@ -42,9 +42,9 @@ fn logs(messages: &[&str]) -> Events {
 async fn a_failed_write_is_counted_and_the_sink_keeps_going() {
     let metrics = ComponentMetrics::detached("out", "console");
     let (tx, rx) = mpsc::channel(4);
-    tx.send(logs(&["first"])).await.unwrap();
-    tx.send(logs(&["second", "third"])).await.unwrap();
-    tx.send(logs(&["fourth"])).await.unwrap();
+    tx.send(logs(&["first"]).into()).await.unwrap();
+    tx.send(logs(&["second", "third"]).into()).await.unwrap();
+    tx.send(logs(&["fourth"]).into()).await.unwrap();
     drop(tx);
     let mut input = Input::new(rx, metrics.clone());
     let mut out = ClosedAfter {

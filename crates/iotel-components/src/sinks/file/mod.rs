@@ -12,7 +12,9 @@
 //! kept open while batches keep going to them. A file that a batch did not
 //! write to is closed after that batch (the day rolled over), and is opened
 //! again if a later event belongs to it. Each batch is flushed to the
-//! operating system before the next is read.
+//! operating system before the next is read; only then is the batch
+//! acknowledged to a source that waits for it (the `iotel` receiver answers
+//! its agent then).
 //!
 //! A write that fails is logged and counted (`write_failed`, as an error and
 //! as discarded events) and the sink goes on with the next batch, reopening
@@ -177,7 +179,10 @@ impl Sink for FileSink {
     fn run(mut self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
             let mut buf = Vec::new();
-            while let Some(events) = cx.input.recv().await {
+            // The batch's acknowledgement is dropped (given) once its lines
+            // are written and flushed to the kernel, or counted as failed.
+            while let Some(iotel_engine::Batch { events, ack: _ack }) = cx.input.recv_batch().await
+            {
                 let mut written = Vec::new();
                 for (path, events) in self.split(events) {
                     let n = events.len();

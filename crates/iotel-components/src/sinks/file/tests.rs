@@ -20,7 +20,7 @@ async fn run(cfg: &Config, config_dir: &Path, batches: Vec<Events>) -> Component
     let (tx, rx) = mpsc::channel(batches.len().max(1));
     let metrics = ComponentMetrics::detached("out", "file");
     for b in batches {
-        tx.send(b).await.unwrap();
+        tx.send(b.into()).await.unwrap();
     }
     drop(tx);
     let result: Result<(), ComponentError> = sink

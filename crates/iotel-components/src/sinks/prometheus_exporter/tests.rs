@@ -1,5 +1,5 @@
 use super::*;
-use iotel_engine::{ComponentKey, ComponentMetrics, Input, Shutdown};
+use iotel_engine::{Batch, ComponentKey, ComponentMetrics, Input, Shutdown};
 use iotel_model::{MetricMeta, MetricType};
 use std::time::Duration as StdDuration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +32,7 @@ fn counter(family: &str, labels: &[(&str, &str)], value: f64) -> Metric {
     }
 }
 
-fn context(rx: mpsc::Receiver<Events>, metrics: &ComponentMetrics) -> SinkContext {
+fn context(rx: mpsc::Receiver<Batch>, metrics: &ComponentMetrics) -> SinkContext {
     SinkContext {
         key: ComponentKey {
             id: "prom".into(),
@@ -52,7 +52,7 @@ fn config(addr: SocketAddr, extra: &str) -> Config {
 /// An exporter serving on a free loopback port, fed through its input.
 struct Running {
     addr: SocketAddr,
-    tx: mpsc::Sender<Events>,
+    tx: mpsc::Sender<Batch>,
     metrics: ComponentMetrics,
     task: JoinHandle<Result<(), ComponentError>>,
     samples_sent: u64,
@@ -78,7 +78,7 @@ impl Running {
     /// Sends a batch and waits until the sink has stored or dropped it.
     async fn send(&mut self, batch: Vec<Metric>) {
         self.samples_sent += batch.len() as u64;
-        self.tx.send(Events::Metrics(batch)).await.unwrap();
+        self.tx.send(Events::Metrics(batch).into()).await.unwrap();
         let want = self.samples_sent;
         let metrics = self.metrics.clone();
         wait_for("the batch to be handled", || {

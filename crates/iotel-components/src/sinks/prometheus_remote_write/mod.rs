@@ -23,22 +23,21 @@
 //! `http_429`, `connection_failed`, `request_timeout` per failed attempt;
 //! `http_4xx` (or `http_3xx`) per rejected batch.
 
-mod delivery;
 mod queue;
-mod request;
 #[cfg(test)]
 mod tests;
 
+use super::http_delivery::{
+    self as request, Action, Delivery, Exchange, Jitter, RetryPolicy, describe,
+};
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
 use bytes::Bytes;
-use delivery::{Action, Answer, Delivery, Jitter, RetryPolicy};
 use iotel_engine::config::Duration;
 use iotel_engine::{ComponentError, ComponentFuture, Sink, SinkContext};
 use iotel_formats::remote_write;
 use iotel_model::Events;
 use queue::MemoryQueue;
-use request::Exchange;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -498,14 +497,5 @@ impl RemoteWrite {
             );
         }
         Ok(())
-    }
-}
-
-/// An answer for the log: `HTTP 400: "body…"` or the connection error.
-fn describe(exchange: &Exchange) -> String {
-    match exchange.answer {
-        Answer::Status { status, .. } if exchange.detail.is_empty() => format!("HTTP {status}"),
-        Answer::Status { status, .. } => format!("HTTP {status}: {:?}", exchange.detail),
-        Answer::Failed { .. } => exchange.detail.clone(),
     }
 }

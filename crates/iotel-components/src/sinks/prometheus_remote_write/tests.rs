@@ -5,7 +5,7 @@
 
 use super::*;
 use http_body_util::BodyExt;
-use iotel_engine::{ComponentKey, ComponentMetrics, Input, Shutdown, ShutdownTrigger};
+use iotel_engine::{Batch, ComponentKey, ComponentMetrics, Input, Shutdown, ShutdownTrigger};
 use iotel_model::{Labels, Metric, MetricType};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -276,7 +276,7 @@ async fn dead_endpoint() -> String {
 // The sink, driven through its input
 
 struct Running {
-    tx: Option<mpsc::Sender<Events>>,
+    tx: Option<mpsc::Sender<Batch>>,
     metrics: ComponentMetrics,
     task: JoinHandle<Result<(), ComponentError>>,
     next_value: u32,
@@ -326,7 +326,7 @@ impl Running {
             .collect();
         self.next_value += n;
         let tx = self.tx.as_ref().unwrap();
-        tx.send(Events::Metrics(batch)).await.unwrap();
+        tx.send(Events::Metrics(batch).into()).await.unwrap();
     }
 
     /// Closes the input and waits for the sink to finish.

@@ -170,7 +170,7 @@ mod tests {
             .await
             .unwrap();
         let mut seqs = Vec::new();
-        while let Ok(ev) = rx.try_recv() {
+        while let Some(ev) = rx.try_recv() {
             let Events::Logs(logs) = ev else {
                 panic!("expected logs")
             };

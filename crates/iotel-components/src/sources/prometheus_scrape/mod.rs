@@ -18,6 +18,11 @@
 //! parser adds them, so its series cache holds each series' final label set,
 //! built once. After each scrape the target's `up`, `scrape_duration_seconds`
 //! and `scrape_samples_scraped` are emitted, as Prometheus records them.
+//!
+//! With `adapt_to_backlog` (the default) a target is scraped only every 2nd,
+//! 4th or 8th interval while the node's backlog factor says so (a sink's
+//! buffer is filling up during an outage; see `iotel_engine::backlog`);
+//! `iotel_scrape_interval_seconds` shows the interval in force.
 
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
@@ -57,6 +62,10 @@ pub struct Config {
     /// Keep the timestamps an exposition carries (true) or stamp every sample with the scrape time.
     #[serde(default = "default_true")]
     pub honor_timestamps: bool,
+    /// Scrape less often while a sink's buffer of this node fills up (see
+    /// `iotel_engine::backlog`): every 2nd, 4th or 8th interval.
+    #[serde(default = "default_true")]
+    pub adapt_to_backlog: bool,
 }
 
 fn default_interval() -> Duration {
@@ -147,6 +156,7 @@ impl Config {
             timeout: self.timeout(),
             job: self.job.clone().unwrap_or_else(|| cx.id.clone()),
             honor_timestamps: self.honor_timestamps,
+            adapt_to_backlog: self.adapt_to_backlog,
         }))
     }
 }
@@ -158,6 +168,7 @@ struct Scrape {
     timeout: std::time::Duration,
     job: String,
     honor_timestamps: bool,
+    adapt_to_backlog: bool,
 }
 
 impl Source for Scrape {
@@ -174,7 +185,10 @@ impl Source for Scrape {
                     client.clone(),
                 );
                 tasks.spawn(scraper.run(
-                    self.interval,
+                    Cadence {
+                        interval: self.interval,
+                        adapt: self.adapt_to_backlog,
+                    },
                     cx.out.clone(),
                     cx.shutdown.clone(),
                     cx.metrics.clone(),
@@ -184,6 +198,14 @@ impl Source for Scrape {
             Ok(())
         })
     }
+}
+
+/// When a target is scraped.
+#[derive(Debug, Clone, Copy)]
+struct Cadence {
+    interval: std::time::Duration,
+    /// Whether to stretch the interval by the node's backlog factor.
+    adapt: bool,
 }
 
 /// Why a scrape did not complete.
@@ -269,17 +291,46 @@ impl TargetScraper {
 
     async fn run(
         mut self,
-        interval: std::time::Duration,
+        cadence: Cadence,
         mut out: Output,
         mut shutdown: Shutdown,
         metrics: ComponentMetrics,
     ) {
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval(cadence.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let effective = metrics.registry().gauge(
+            "iotel_scrape_interval_seconds",
+            "The time between scrapes of a target now: the configured interval, stretched while a \
+             sink's buffer fills up.",
+            &[
+                ("component_id", metrics.id()),
+                ("target", &self.target.uri.to_string()),
+            ],
+        );
+        let mut factor = 1;
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tick.tick() => {}
+            }
+            let now = if cadence.adapt {
+                metrics.registry().backlog().factor()
+            } else {
+                1
+            };
+            if now != factor {
+                factor = now;
+                tracing::info!(
+                    target = %self.target.uri,
+                    "scraping every {:?} (backlog slowdown ×{factor})",
+                    cadence.interval * factor
+                );
+            }
+            effective.set((cadence.interval * factor).as_secs_f64());
+            ticks += 1;
+            if !(ticks - 1).is_multiple_of(u64::from(factor)) {
+                continue;
             }
             let started = tokio::time::Instant::now();
             let start_ms = now_unix_ms();

@@ -1,5 +1,9 @@
-//! What to do with a batch after an attempt to send it: the sink's retry
-//! policy, without I/O, so every rule is unit-tested without a socket.
+//! Delivery of batches over HTTP, shared by the sinks that POST them
+//! (`prometheus_remote_write`, `iotel`).
+//!
+//! What to do with a batch after an attempt to send it is the retry policy
+//! here, without I/O, so every rule is unit-tested without a socket;
+//! `request.rs` makes the one POST and reads the answer.
 //!
 //! | answer                                  | action                                   |
 //! |-----------------------------------------|------------------------------------------|
@@ -16,11 +20,15 @@
 //! spin) and `max_backoff` above. Any delivered or rejected batch resets the
 //! backoff.
 
+mod request;
+
+pub(crate) use request::{Exchange, post};
+
 use std::time::{Duration, SystemTime};
 
 /// The answer to one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Answer {
+pub(crate) enum Answer {
     /// The peer answered with `status`, and maybe a `Retry-After` (already
     /// parsed, see [`parse_retry_after`]).
     Status {
@@ -34,7 +42,7 @@ pub(super) enum Answer {
 
 /// What to do with the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Action {
+pub(crate) enum Action {
     /// Delivered; `after_failures` attempts had failed before.
     Delivered { after_failures: u32 },
     /// Send the same batch again after `delay`. `failures` counts the failed
@@ -50,21 +58,21 @@ pub(super) enum Action {
 
 /// The backoff settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
 }
 
 /// The retry state of the batch at the head of the queue.
 #[derive(Debug)]
-pub(super) struct Delivery {
+pub(crate) struct Delivery {
     policy: RetryPolicy,
     /// Failed attempts of the current batch.
     failures: u32,
 }
 
 impl Delivery {
-    pub(super) fn new(policy: RetryPolicy) -> Self {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
         Self {
             policy,
             failures: 0,
@@ -72,7 +80,7 @@ impl Delivery {
     }
 
     /// Decides after an attempt. `jitter` is a random number in `[0, 1]`.
-    pub(super) fn on_answer(&mut self, answer: &Answer, jitter: f64) -> Action {
+    pub(crate) fn on_answer(&mut self, answer: &Answer, jitter: f64) -> Action {
         let (retry_after, code) = match *answer {
             Answer::Status { status, .. } if (200..300).contains(&status) => {
                 return Action::Delivered {
@@ -138,7 +146,7 @@ impl Delivery {
 /// A date in the past is a zero delay. Returns `None` for anything else, so
 /// the sink falls back to its own backoff. (The obsolete RFC 850 and asctime
 /// date forms are not accepted.)
-pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for a u64 is still "a very long time".
@@ -149,13 +157,22 @@ pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// An answer for the log: `HTTP 400: "body…"` or the connection error.
+pub(crate) fn describe(exchange: &Exchange) -> String {
+    match exchange.answer {
+        Answer::Status { status, .. } if exchange.detail.is_empty() => format!("HTTP {status}"),
+        Answer::Status { status, .. } => format!("HTTP {status}: {:?}", exchange.detail),
+        Answer::Failed { .. } => exchange.detail.clone(),
+    }
+}
+
 /// A small random source for jitter: xorshift64*, seeded per process. Not
 /// for anything that needs real randomness.
 #[derive(Debug)]
-pub(super) struct Jitter(u64);
+pub(crate) struct Jitter(u64);
 
 impl Jitter {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(0x9e37_79b9_7f4a_7c15);
@@ -163,7 +180,7 @@ impl Jitter {
     }
 
     /// A number in `[0, 1)`.
-    pub(super) fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

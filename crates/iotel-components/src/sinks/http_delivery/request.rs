@@ -1,7 +1,7 @@
 //! One POST of a batch, and what came back. The only I/O of the sink's
 //! delivery; what to make of the answer is decided in `delivery`.
 
-use super::delivery::{Answer, parse_retry_after};
+use super::{Answer, parse_retry_after};
 use crate::http_util::{Body, Client};
 use http_body_util::BodyExt;
 use std::time::{Duration, SystemTime};
@@ -15,14 +15,16 @@ const MAX_BODY_LOGGED: usize = 512;
 
 /// What one attempt produced.
 #[derive(Debug)]
-pub(super) struct Exchange {
+pub(crate) struct Exchange {
     pub answer: Answer,
     /// For the log: the start of the response body, or what went wrong.
     pub detail: String,
+    /// The response's headers; empty when there was no response.
+    pub headers: http::HeaderMap,
 }
 
 /// Sends `request`, reads the answer, all within `timeout`.
-pub(super) async fn post(
+pub(crate) async fn post(
     client: Client,
     request: http::Request<Body>,
     timeout: Duration,
@@ -34,6 +36,7 @@ pub(super) async fn post(
                 code: "request_timeout",
             },
             detail: format!("no answer within {timeout:?} (request_timeout)"),
+            headers: http::HeaderMap::new(),
         },
     }
 }
@@ -47,6 +50,7 @@ async fn exchange(client: Client, request: http::Request<Body>) -> Exchange {
                     code: "connection_failed",
                 },
                 detail: describe(&e),
+                headers: http::HeaderMap::new(),
             };
         }
     };
@@ -56,7 +60,7 @@ async fn exchange(client: Client, request: http::Request<Body>) -> Exchange {
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let mut body = response.into_body();
+    let (parts, mut body) = response.into_parts();
     let mut start = Vec::new();
     // A body that breaks off still leaves the status, which is the answer.
     while start.len() < MAX_BODY_READ {
@@ -76,6 +80,7 @@ async fn exchange(client: Client, request: http::Request<Body>) -> Exchange {
             retry_after,
         },
         detail: String::from_utf8_lossy(&start).trim().to_string(),
+        headers: parts.headers,
     }
 }
 

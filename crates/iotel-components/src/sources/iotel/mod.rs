@@ -1,0 +1,413 @@
+//! `iotel`: receives native batches from agents (and gateways) over HTTP,
+//! the receiving end of the `iotel` sink. The protocol is in
+//! `crate::native_protocol`.
+//!
+//! - A batch is answered 200 only once every sink downstream has it safe
+//!   (in its disk buffer, written to its file; see `iotel_engine::Ack`), so
+//!   an agent acknowledges nothing the receiver could still lose.
+//! - Retransmits are dropped by (agent id, sequence) with a window that
+//!   survives restarts (`dedup.rs`): answered 409 with the next sequence
+//!   wanted, counted as discarded, reason `duplicate`. The window is written
+//!   after the batch is safe and before the answer, so a receiver killed
+//!   between the two takes that batch once more (at-least-once).
+//! - One batch per agent at a time: a second request from an agent whose
+//!   batch is still being handled is answered 503 with `Retry-After`.
+//! - Bad input is answered with a 4xx and the reason, counted as an error
+//!   under a stable code, and logged (the 1st, 2nd, 4th, 8th… of each code):
+//!   a body over `max_body_size` (413, before reading it when
+//!   `Content-Length` says so), a frame that does not decode (400, code
+//!   `bad_frame`; an unknown format version: 400, `unsupported_version`; a
+//!   compression this build lacks: 415, `unsupported_compression`), a
+//!   body that would decompress past `max_decoded_size` or hold more than
+//!   `max_events` (413, `too_large`), a bad `Iotel-Last-Sequence` (400).
+
+mod dedup;
+#[cfg(test)]
+mod tests;
+
+use crate::http_util::{self, Body};
+use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE};
+use crate::{BuildContext, Problem};
+use dedup::{Sequences, Verdict};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use iotel_engine::config::ByteSize;
+use iotel_engine::{
+    ComponentError, ComponentFuture, ComponentMetrics, Counter, Output, Source, SourceContext,
+};
+use iotel_formats::native::{self, DecodeError, Limits};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen, e.g. `0.0.0.0:7070`.
+    pub address: SocketAddr,
+    /// The largest request body, as sent (compressed).
+    #[serde(default = "default_max_body_size")]
+    pub max_body_size: ByteSize,
+    /// The largest body once decompressed: the decompression-bomb guard.
+    #[serde(default = "default_max_decoded_size")]
+    pub max_decoded_size: ByteSize,
+    /// Events (samples, log records, spans) in one batch at most.
+    #[serde(default = "default_max_events")]
+    pub max_events: NonZeroUsize,
+    /// Agents whose sequences the dedup window remembers.
+    #[serde(default = "default_max_agents")]
+    pub max_agents: NonZeroUsize,
+}
+
+fn default_max_body_size() -> ByteSize {
+    ByteSize(8 << 20)
+}
+
+fn default_max_decoded_size() -> ByteSize {
+    ByteSize(32 << 20)
+}
+
+fn default_max_events() -> NonZeroUsize {
+    NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_max_agents() -> NonZeroUsize {
+    NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (key, size) in [
+            ("max_body_size", self.max_body_size),
+            ("max_decoded_size", self.max_decoded_size),
+        ] {
+            if size.bytes() < 1024 {
+                p.push(Problem::new(
+                    key,
+                    format!("expected at least 1KiB, got {size}"),
+                ));
+            }
+            if usize::try_from(size.bytes()).is_err() {
+                p.push(Problem::new(key, format!("{size} is too large here")));
+            }
+        }
+        p
+    }
+
+    /// # Errors
+    /// None today; the signature is every component's.
+    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
+        Ok(Box::new(NativeSource {
+            config: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct NativeSource {
+    config: Config,
+}
+
+impl Source for NativeSource {
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(self.serve(cx))
+    }
+}
+
+impl NativeSource {
+    async fn serve(self, cx: SourceContext) -> Result<(), ComponentError> {
+        let id = cx.metrics.id().to_string();
+        let dir = cx.data_dir.join("iotel").join(&id);
+        let (sequences, loaded) = Sequences::open(&dir, self.config.max_agents.get())
+            .map_err(|e| ComponentError::new(format!("the dedup window: {e}")))?;
+        if loaded.bad_lines > 0 {
+            tracing::warn!(
+                component = %id,
+                "the dedup window in {} had {} unreadable line(s) (a torn write after a crash); \
+                 skipped them — a retransmit of the batches they recorded is taken again",
+                dir.display(),
+                loaded.bad_lines
+            );
+        }
+        let listener = http_util::bind(self.config.address)
+            .await
+            .map_err(ComponentError::new)?;
+        tracing::info!(
+            component = %id,
+            "receiving native batches on http://{}{BATCH_PATH} ({} agent(s) in the dedup window)",
+            self.config.address,
+            loaded.agents
+        );
+        let limits = Limits {
+            max_body_bytes: usize::try_from(self.config.max_decoded_size.bytes())
+                .unwrap_or(usize::MAX),
+            max_records: self.config.max_events.get(),
+        };
+        let receiver = Arc::new(Receiver {
+            evictions: cx.registry().counter(
+                "iotel_dedup_evictions_total",
+                "Agents forgotten by a receiver's dedup window to stay within max_agents; a \
+                 retransmit from them would be taken again.",
+                &[("component_id", &id)],
+            ),
+            id,
+            out: cx.out.clone(),
+            metrics: cx.metrics.clone(),
+            sequences: Mutex::new(sequences),
+            busy: Mutex::new(HashSet::new()),
+            limits,
+            max_body: usize::try_from(self.config.max_body_size.bytes()).unwrap_or(usize::MAX),
+        });
+        http_util::serve(listener, cx.shutdown.clone(), move |req| {
+            let receiver = receiver.clone();
+            async move { receiver.handle(req).await }
+        })
+        .await;
+        Ok(())
+    }
+}
+
+struct Receiver {
+    id: String,
+    out: Output,
+    metrics: ComponentMetrics,
+    sequences: Mutex<Sequences>,
+    /// Agents with a batch being handled.
+    busy: Mutex<HashSet<String>>,
+    limits: Limits,
+    max_body: usize,
+    evictions: Counter,
+}
+
+/// An answer that is not 200: status, error code, reason for the peer.
+struct Refusal {
+    status: u16,
+    code: &'static str,
+    reason: String,
+    next_sequence: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            reason: reason.into(),
+            next_sequence: None,
+        }
+    }
+}
+
+/// Removes an agent from the busy set however its request ends.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<HashSet<String>>,
+    agent: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.busy).remove(&self.agent);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Receiver {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        match self.accept(req).await {
+            Ok(()) => http_util::response(200, "text/plain; charset=utf-8", ""),
+            Err(r) => self.refuse(r),
+        }
+    }
+
+    fn refuse(&self, r: Refusal) -> Response<Body> {
+        let errors = self.metrics.errors(r.code);
+        errors.inc();
+        if r.status != 409 && errors.get().is_power_of_two() {
+            tracing::warn!(
+                component = %self.id,
+                "refused a batch with HTTP {} ({}): {} (such refusals so far: {})",
+                r.status,
+                r.code,
+                r.reason,
+                errors.get()
+            );
+        }
+        let mut resp = http_util::response(r.status, "text/plain; charset=utf-8", r.reason);
+        let headers = resp.headers_mut();
+        if let Some(next) = r.next_sequence {
+            headers.insert(NEXT_SEQUENCE, http::HeaderValue::from(next));
+        }
+        match r.status {
+            503 => {
+                headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+            }
+            413 => {
+                // The body may be left unread: do not reuse the connection.
+                headers.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+
+    async fn accept(&self, req: Request<Incoming>) -> Result<(), Refusal> {
+        if req.uri().path() != BATCH_PATH {
+            return Err(Refusal::new(
+                404,
+                "not_found",
+                format!("no such path; batches go to POST {BATCH_PATH}"),
+            ));
+        }
+        if req.method() != http::Method::POST {
+            return Err(Refusal::new(
+                405,
+                "method_not_allowed",
+                format!("expected POST {BATCH_PATH}, got {}", req.method()),
+            ));
+        }
+        let too_large = |size: String| {
+            Refusal::new(
+                413,
+                "too_large",
+                format!(
+                    "the body is {size}, over max_body_size ({} bytes)",
+                    self.max_body
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > self.max_body as u64) {
+            return Err(too_large(format!("{n} bytes")));
+        }
+        let last = match req.headers().get(LAST_SEQUENCE) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            400,
+                            "bad_sequence",
+                            format!("{LAST_SEQUENCE}: expected an unsigned integer, got {v:?}"),
+                        )
+                    })?,
+            ),
+        };
+        let body = http_body_util::Limited::new(req.into_body(), self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large("larger".into())
+                } else {
+                    Refusal::new(400, "bad_body", format!("reading the body failed: {e}"))
+                }
+            })?
+            .to_bytes();
+        let batch = native::decode(&body, &self.limits).map_err(decode_refusal)?;
+        let header = batch.header;
+        let n = batch.events.len();
+        if header.agent_id.is_empty() {
+            return Err(Refusal::new(
+                400,
+                "bad_frame",
+                "the frame names no agent: expected an agent id",
+            ));
+        }
+        let first = header.sequence;
+        let last = last.unwrap_or(first);
+        if last < first {
+            return Err(Refusal::new(
+                400,
+                "bad_sequence",
+                format!("{LAST_SEQUENCE} {last} is below the frame's sequence {first}"),
+            ));
+        }
+        self.metrics.received(n);
+        if !lock(&self.busy).insert(header.agent_id.clone()) {
+            return Err(Refusal::new(
+                503,
+                "agent_busy",
+                format!(
+                    "a batch from agent {:?} is still being handled; send again later",
+                    header.agent_id
+                ),
+            ));
+        }
+        let _busy = BusyGuard {
+            busy: &self.busy,
+            agent: header.agent_id.clone(),
+        };
+        let verdict = lock(&self.sequences).check(&header.agent_id, first, last);
+        if let Verdict::Seen { next, whole } = verdict {
+            self.metrics.discarded("duplicate", n);
+            let (code, what) = if whole {
+                ("duplicate", "all of it")
+            } else {
+                ("sequence_overlap", "part of it")
+            };
+            return Err(Refusal {
+                status: 409,
+                code,
+                reason: format!(
+                    "agent {:?}: sequences {first}..={last} were partly or wholly received \
+                     before ({what}); the next wanted is {next}",
+                    header.agent_id
+                ),
+                next_sequence: Some(next),
+            });
+        }
+        let mut out = self.out.clone();
+        let (open, acked) = out.send_acked(batch.events).await;
+        if !open {
+            return Err(Refusal::new(
+                503,
+                "no_consumer",
+                "the receiver is shutting down",
+            ));
+        }
+        acked.wait().await;
+        let mut sequences = lock(&self.sequences);
+        let evicted = sequences.evicted;
+        let committed = sequences.commit(&header.agent_id, last);
+        self.evictions.add(sequences.evicted - evicted);
+        drop(sequences);
+        if let Err(e) = committed {
+            // The batch is safe; only its dedup record is not: a
+            // retransmit of it would be taken again.
+            self.metrics.error("dedup_write_failed");
+            tracing::warn!(component = %self.id, "recording a delivered batch failed: {e}");
+        }
+        Ok(())
+    }
+}
+
+fn decode_refusal(e: DecodeError) -> Refusal {
+    match e {
+        DecodeError::BodyTooLarge { .. }
+        | DecodeError::TooManyRecords { .. }
+        | DecodeError::DecompressedTooLarge { .. } => Refusal::new(413, "too_large", e.to_string()),
+        DecodeError::CompressionNotBuiltIn { .. } => {
+            Refusal::new(415, "unsupported_compression", e.to_string())
+        }
+        DecodeError::UnsupportedVersion { .. } => {
+            Refusal::new(400, "unsupported_version", e.to_string())
+        }
+        e => Refusal::new(400, "bad_frame", format!("not a valid native batch: {e}")),
+    }
+}

@@ -1,0 +1,271 @@
+use super::*;
+use crate::http_util;
+use http_body_util::BodyExt;
+use iotel_engine::shutdown::{self, ShutdownTrigger};
+use iotel_engine::{ComponentKey, TestReceiver};
+use iotel_formats::native::Compression;
+use iotel_model::{Events, LogRecord};
+use std::path::Path;
+use std::time::Duration;
+
+struct Running {
+    addr: SocketAddr,
+    rx: TestReceiver,
+    metrics: ComponentMetrics,
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn start(data_dir: &Path, extra: &str) -> Running {
+    let addr = free_addr();
+    let cfg: Config = toml::from_str(&format!("address = \"{addr}\"\n{extra}")).unwrap();
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate().len());
+    let (out, rx) = Output::for_test(16);
+    let metrics = ComponentMetrics::detached("in", "iotel");
+    let (trigger, shutdown) = shutdown::channel();
+    let cx = SourceContext {
+        key: ComponentKey {
+            id: "in".into(),
+            type_name: "iotel".into(),
+        },
+        out,
+        shutdown,
+        metrics: metrics.clone(),
+        data_dir: data_dir.to_path_buf(),
+    };
+    let task = tokio::spawn(cfg.build(&BuildContext::for_test("in")).unwrap().run(cx));
+    // Listening once a connection is accepted.
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Running {
+        addr,
+        rx,
+        metrics,
+        trigger,
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn logs(range: std::ops::Range<u32>) -> Events {
+    Events::Logs(
+        range
+            .map(|i| LogRecord::new(i64::from(i), format!("line {i}")))
+            .collect(),
+    )
+}
+
+fn frame(agent: &str, seq: u64, events: &Events) -> Vec<u8> {
+    native::encode(agent, seq, events, Compression::Snappy).unwrap()
+}
+
+struct Answered {
+    status: u16,
+    next: Option<u64>,
+    body: String,
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Answered {
+    let mut r = http::Request::new(http_util::Body::new(body.into()));
+    *r.method_mut() = method.parse().unwrap();
+    *r.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
+    for (k, v) in headers {
+        r.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let resp = http_util::client().request(r).await.unwrap();
+    let status = resp.status().as_u16();
+    let next = resp
+        .headers()
+        .get(NEXT_SEQUENCE)
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Answered {
+        status,
+        next,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+async fn post(addr: SocketAddr, body: Vec<u8>, last: Option<u64>) -> Answered {
+    let last = last.map(|l| l.to_string());
+    let headers: Vec<(&str, &str)> = last.iter().map(|l| (LAST_SEQUENCE, l.as_str())).collect();
+    send(addr, "POST", BATCH_PATH, body, &headers).await
+}
+
+/// Posts a batch that must be accepted; returns what went downstream.
+async fn accepted(r: &mut Running, body: Vec<u8>, last: Option<u64>) -> Events {
+    let (answered, events) = tokio::join!(post(r.addr, body, last), r.rx.recv());
+    assert_eq!((answered.status, answered.body.as_str()), (200, ""));
+    events.unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_only_once_downstream_has_it_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    let addr = r.addr;
+    let request =
+        tokio::spawn(async move { post(addr, frame("dev-1", 10, &logs(0..3)), Some(12)).await });
+    let held = r.rx.recv_batch().await.unwrap();
+    assert_eq!(held.events, logs(0..3));
+    assert!(held.ack.is_awaited());
+    // Still holding the batch: no answer yet.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!request.is_finished());
+    drop(held);
+    let answered = request.await.unwrap();
+    assert_eq!((answered.status, answered.body.as_str()), (200, ""));
+    assert_eq!(
+        r.metrics.sent_total(),
+        0,
+        "the output, not the source, counts sent"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn retransmits_are_answered_409_with_the_next_sequence_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    accepted(&mut r, frame("dev-1", 10, &logs(0..3)), Some(12)).await;
+    // The same batch again: all of it seen.
+    let again = post(r.addr, frame("dev-1", 10, &logs(0..3)), Some(12)).await;
+    assert_eq!((again.status, again.next), (409, Some(13)));
+    assert_eq!(
+        again.body,
+        "agent \"dev-1\": sequences 10..=12 were partly or wholly received before (all of it); \
+         the next wanted is 13"
+    );
+    // Regrouped after a restart: 11..=14 overlaps.
+    let overlap = post(r.addr, frame("dev-1", 11, &logs(1..6)), Some(14)).await;
+    assert_eq!((overlap.status, overlap.next), (409, Some(13)));
+    // Another agent with the same ids is not a duplicate.
+    assert_eq!(
+        accepted(&mut r, frame("dev-2", 10, &logs(0..1)), None).await,
+        logs(0..1)
+    );
+    // Past the window: new; a gap is fine.
+    assert_eq!(
+        accepted(&mut r, frame("dev-1", 20, &logs(7..8)), None).await,
+        logs(7..8)
+    );
+    assert_eq!(r.metrics.errors("duplicate").get(), 1);
+    assert_eq!(r.metrics.errors("sequence_overlap").get(), 1);
+    assert_eq!(r.metrics.discards("duplicate").get(), 3 + 5);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn the_dedup_window_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    accepted(&mut r, frame("dev-1", 5, &logs(0..2)), Some(6)).await;
+    r.stop().await;
+    let r = start(dir.path(), "").await;
+    let again = post(r.addr, frame("dev-1", 5, &logs(0..2)), Some(6)).await;
+    assert_eq!((again.status, again.next), (409, Some(7)));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_with_the_reason_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(
+        dir.path(),
+        "max_body_size = \"4KiB\"\nmax_decoded_size = \"8KiB\"",
+    )
+    .await;
+    let good = frame("dev-1", 1, &logs(0..2));
+
+    let garbage = post(r.addr, b"hello, world".to_vec(), None).await;
+    assert_eq!(garbage.status, 400);
+    assert_eq!(
+        garbage.body,
+        "not a valid native batch: not a native batch: expected magic \"IOTL\", found [68, 65, 6c, 6c]"
+    );
+
+    let truncated = post(r.addr, good[..good.len() - 3].to_vec(), None).await;
+    assert_eq!(truncated.status, 400);
+    assert!(
+        truncated.body.starts_with("not a valid native batch: "),
+        "{}",
+        truncated.body
+    );
+
+    let mut version = good.clone();
+    version[4] = 9;
+    let v = post(r.addr, version, None).await;
+    assert_eq!(
+        (v.status, v.body.as_str()),
+        (
+            400,
+            "format version 9 is not supported: this build reads version(s) [1]"
+        )
+    );
+
+    // A bomb: a small body that decompresses past max_decoded_size.
+    let big = Events::Logs(vec![LogRecord::new(0, "x".repeat(64 << 10))]);
+    let bomb = frame("dev-1", 2, &big);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    let b = post(r.addr, bomb, None).await;
+    assert_eq!(b.status, 413);
+    assert!(b.body.contains("more than the limit of 8192"), "{}", b.body);
+
+    let huge = post(r.addr, vec![0; 8192], None).await;
+    assert_eq!(
+        (huge.status, huge.body.as_str()),
+        (
+            413,
+            "the body is 8192 bytes, over max_body_size (4096 bytes)"
+        )
+    );
+
+    let seq = post(r.addr, good.clone(), Some(0)).await;
+    assert_eq!(
+        (seq.status, seq.body.as_str()),
+        (400, "iotel-last-sequence 0 is below the frame's sequence 1")
+    );
+    let nameless = post(r.addr, frame("", 1, &logs(0..1)), None).await;
+    assert_eq!(nameless.status, 400);
+
+    assert_eq!(
+        send(r.addr, "POST", "/", good.clone(), &[]).await.status,
+        404
+    );
+    assert_eq!(
+        send(r.addr, "GET", BATCH_PATH, vec![], &[]).await.status,
+        405
+    );
+
+    assert_eq!(r.metrics.errors("bad_frame").get(), 3);
+    assert_eq!(r.metrics.errors("unsupported_version").get(), 1);
+    assert_eq!(r.metrics.errors("too_large").get(), 2);
+    assert_eq!(r.metrics.errors("bad_sequence").get(), 1);
+    // The receiver still takes good batches.
+    assert_eq!(accepted(&mut r, good, None).await, logs(0..2));
+    r.stop().await;
+}
