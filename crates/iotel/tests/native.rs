@@ -270,3 +270,278 @@ fn every_network_fault_between_agent_and_receiver_ends_with_each_record_once() {
     );
     assert!(duplicates >= 1.0, "DropResponse must cause a retransmit");
 }
+
+/// An agent generating `count` single-event batches as fast as it may while
+/// its receiver at `port` is down, with `buffer`. Returns once the sink has
+/// taken in everything it will take (`count` plus the keepalive), or has
+/// stopped taking (under `block`).
+fn offline_agent(port: u16, count: u64, buffer: &str) -> Iotel {
+    Iotel::start(
+        "agent",
+        &agent_config(
+            &format!("http://127.0.0.1:{port}"),
+            "run1",
+            &format!("interval = \"1ms\"\nbatch_size = 1\ncount = {count}"),
+            buffer,
+        ),
+        &[],
+    )
+}
+
+fn up(node: &Iotel, metric: &str, extra: &[&str]) -> f64 {
+    let mut labels = vec!["component_id=\"up\""];
+    labels.extend_from_slice(extra);
+    node.metric(metric, &labels)
+}
+
+/// Every received record over all runs: each at most once, in order per run.
+fn assert_in_order_and_once(dir: &Path) -> usize {
+    let mut total = 0;
+    for (run, seqs) in received(dir) {
+        // Each agent run sends its own keepalive 0.
+        assert!(
+            run == "keepalive" || seqs.windows(2).all(|w| w[0] < w[1]),
+            "{run}: out of order or duplicated"
+        );
+        total += seqs.len();
+    }
+    total
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_counts_every_record_it_dropped() {
+    let port = free_port();
+    let n = 5000;
+    let agent = offline_agent(
+        port,
+        n,
+        r#"{ type = "disk", max_size = "128KiB", when_full = "drop_oldest" }"#,
+    );
+    wait_for("the generator to finish", Duration::from_secs(60), || {
+        (agent.metric(
+            "iotel_component_sent_events_total",
+            &["component_id=\"gen\""],
+        ) == n as f64)
+            .then_some(())
+    });
+    wait_for(
+        "the sink to take everything",
+        Duration::from_secs(10),
+        || {
+            (up(&agent, "iotel_component_received_events_total", &[]) == (n + 1) as f64)
+                .then_some(())
+        },
+    );
+    let dropped_events = up(
+        &agent,
+        "iotel_component_discarded_events_total",
+        &["reason=\"drop_oldest\""],
+    );
+    let dropped_batches = up(
+        &agent,
+        "iotel_buffer_dropped_total",
+        &["reason=\"drop_oldest\""],
+    );
+    assert!(dropped_events > 1000.0, "{dropped_events} dropped");
+    // One event per batch: the two counters agree.
+    assert_eq!(dropped_events, dropped_batches);
+    assert!(up(&agent, "iotel_buffer_bytes", &[]) <= 128.0 * 1024.0);
+
+    let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    wait_for("the backlog to drain", Duration::from_secs(60), || {
+        (up(&agent, "iotel_buffer_records", &[]) == 0.0).then_some(())
+    });
+    wait_for(
+        "the last delivery to be counted",
+        Duration::from_secs(10),
+        || {
+            let sent = up(&agent, "iotel_component_sent_events_total", &[]);
+            let dropped = up(&agent, "iotel_component_discarded_events_total", &[]);
+            (sent + dropped == (n + 1) as f64).then_some(())
+        },
+    );
+    let received = assert_in_order_and_once(rcv.dir());
+    let sent = up(&agent, "iotel_component_sent_events_total", &[]);
+    assert_eq!(received as f64, sent);
+    // Everything the sink took in was delivered or dropped for room, and
+    // the newest record made it.
+    let dropped = up(&agent, "iotel_component_discarded_events_total", &[]);
+    assert_eq!(dropped, dropped_events, "only drop_oldest drops");
+    assert_eq!(received as f64 + dropped, (n + 1) as f64);
+    assert_eq!(received_last(rcv.dir(), "run1"), Some(n - 1));
+}
+
+fn received_last(dir: &Path, run: &str) -> Option<u64> {
+    received(dir).get(run).and_then(|s| s.last().copied())
+}
+
+#[test]
+fn block_holds_the_source_back_and_loses_nothing() {
+    let port = free_port();
+    let n = 5000;
+    let agent = offline_agent(
+        port,
+        n,
+        r#"{ type = "disk", max_size = "128KiB", when_full = "block" }"#,
+    );
+    // Full: the generator is held back, nothing is dropped.
+    let held = wait_for(
+        "the generator to be held back",
+        Duration::from_secs(60),
+        || {
+            let a = agent.metric(
+                "iotel_component_sent_events_total",
+                &["component_id=\"gen\""],
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            let b = agent.metric(
+                "iotel_component_sent_events_total",
+                &["component_id=\"gen\""],
+            );
+            (a == b && b > 0.0 && b < n as f64).then_some(b)
+        },
+    );
+    assert!(up(&agent, "iotel_buffer_bytes", &[]) > 100.0 * 1024.0);
+    assert_eq!(
+        up(&agent, "iotel_component_discarded_events_total", &[]),
+        0.0
+    );
+    assert!(held < n as f64, "{held}");
+
+    let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    wait_for("everything to arrive", Duration::from_secs(60), || {
+        (count(rcv.dir(), "run1") == n as usize).then_some(())
+    });
+    assert_exactly_once(&received(rcv.dir())["run1"], n, "run1");
+    assert_eq!(
+        up(&agent, "iotel_component_discarded_events_total", &[]),
+        0.0
+    );
+}
+
+#[test]
+fn a_corrupted_and_a_truncated_segment_lose_only_their_damaged_records() {
+    let port = free_port();
+    let n = 3000;
+    let agent = offline_agent(
+        port,
+        n,
+        r#"{ type = "disk", max_size = "4MiB", max_segment_size = "16KiB" }"#,
+    );
+    wait_for(
+        "the sink to take everything",
+        Duration::from_secs(60),
+        || {
+            (up(&agent, "iotel_component_received_events_total", &[]) == (n + 1) as f64)
+                .then_some(())
+        },
+    );
+    let mut agent = agent;
+    agent.proc.terminate(Duration::from_secs(20));
+    let dir = agent.dir().to_path_buf();
+    let segments_dir = dir.join("data/buffers/up");
+    let mut segments: Vec<_> = std::fs::read_dir(&segments_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("buffer-") && name.ends_with(".dat")
+        })
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 5, "{segments:?}");
+    // A flipped byte in the middle of the second segment…
+    let mut bytes = std::fs::read(&segments[1]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&segments[1], bytes).unwrap();
+    // …and the third cut in half, as a lost write would leave it.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[2])
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+
+    let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    let (tmp, api, role) = agent.kill9();
+    let text = std::fs::read_to_string(tmp.path().join("iotel.toml"))
+        .unwrap()
+        .replace("\"run1\"", "\"run2\"")
+        .replace(&format!("count = {n}"), "count = 1");
+    std::fs::write(tmp.path().join("iotel.toml"), text).unwrap();
+    let agent = Iotel::restart_in(tmp, api, &role);
+    wait_for("the backlog to drain", Duration::from_secs(60), || {
+        let empty = up(&agent, "iotel_buffer_records", &[]) == 0.0;
+        (empty && count(rcv.dir(), "run2") == 1).then_some(())
+    });
+    let lost = up(
+        &agent,
+        "iotel_buffer_dropped_total",
+        &["reason=\"corrupt\""],
+    ) + up(
+        &agent,
+        "iotel_buffer_dropped_total",
+        &["reason=\"segment_missing\""],
+    );
+    assert!(lost >= 2.0, "both damages are counted: {lost}");
+    let received = assert_in_order_and_once(rcv.dir());
+    // First run: n + keepalive; second: 1 + keepalive. One event a batch.
+    assert_eq!(received as f64 + lost, (n + 1 + 2) as f64);
+    // The records after the damage were delivered.
+    assert_eq!(received_last(rcv.dir(), "run1"), Some(n - 1));
+}
+
+#[test]
+fn a_filling_buffer_stretches_the_scrape_interval_until_it_drains() {
+    // A device app with 60 gauges.
+    let body: String = std::iter::once("# TYPE sensor gauge\n".to_string())
+        .chain((0..60).map(|i| format!("sensor{{i=\"{i}\"}} {i}\n")))
+        .collect();
+    let app = util::serve_exposition(Box::leak(body.into_boxed_str()));
+    let port = free_port();
+    let config = format!(
+        r#"
+[api]
+address = "{{API}}"
+
+[sources.app]
+type = "prometheus_scrape"
+targets = ["http://{app}/metrics"]
+interval = "1s"
+
+[sinks.up]
+type = "iotel"
+inputs = ["app"]
+endpoint = "http://127.0.0.1:{port}"
+agent_id = "dev-1"
+batch = {{ max_events = 40, timeout = "50ms" }}
+retry = {{ initial_backoff = "20ms", max_backoff = "200ms" }}
+buffer = {{ type = "memory", max_events = 200 }}
+"#
+    );
+    let agent = Iotel::start("agent", &config, &[]);
+    let interval = |node: &Iotel| node.metric("iotel_scrape_interval_seconds", &[]);
+    let factor = |node: &Iotel| node.metric("iotel_backlog_slowdown_factor", &[]);
+    // 63 events a scrape (60 samples, up, duration, count) into a buffer of
+    // 200 with the receiver away: past half full after two scrapes.
+    wait_for("the slowdown", Duration::from_secs(30), || {
+        (factor(&agent) >= 2.0 && interval(&agent) >= 2.0).then_some(())
+    });
+    let stderr = agent.proc.stderr();
+    assert!(
+        stderr.contains("sources that adapt now produce 2× less often"),
+        "{stderr}"
+    );
+    let _rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    wait_for("the normal rate again", Duration::from_secs(30), || {
+        (factor(&agent) == 1.0 && interval(&agent) == 1.0).then_some(())
+    });
+    assert!(
+        agent
+            .proc
+            .stderr()
+            .contains("sources back to their configured rate"),
+    );
+}

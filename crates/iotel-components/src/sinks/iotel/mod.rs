@@ -31,7 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use super::buffer::{BufferConfig, Buffered, PushError, SinkBuffer};
+use super::buffer::{BufferConfig, Buffered, PushError, SinkBuffer, WhenFull};
 use super::http_delivery::{self as request, Action, Answer, Delivery, Exchange, Jitter, describe};
 use super::prometheus_remote_write::RetryConfig;
 use crate::http_util::{self, Body};
@@ -392,6 +392,9 @@ impl NativeSink {
         let mut buffer = SinkBuffer::open(&self.buffer, &dir, &cx.metrics)
             .map_err(|e| ComponentError::new(format!("opening the buffer failed: {e}")))?;
         let durable = matches!(self.buffer, BufferConfig::Disk(_));
+        // Under `drop_oldest` a buffer is full only when every batch in it
+        // is being sent: the new batch is dropped (counted), not waited on.
+        let blocking = self.buffer.when_full() == WhenFull::Block;
         let client = http_util::client();
         let mut delivery = Delivery::new(self.retry);
         let mut jitter = Jitter::new();
@@ -431,7 +434,7 @@ impl NativeSink {
             }
             if let Some(b) = blocked.take() {
                 match buffer.push(&b.events) {
-                    Err(PushError::Full) => blocked = Some(b),
+                    Err(PushError::Full) if blocking => blocked = Some(b),
                     other => self.pushed(other, &b.events, &cx),
                 }
             }
@@ -483,7 +486,7 @@ impl NativeSink {
             tokio::select! {
                 batch = cx.input.recv_batch(), if !closing && blocked.is_none() => match batch {
                     Some(b) => match buffer.push(&b.events) {
-                        Err(PushError::Full) => blocked = Some(b),
+                        Err(PushError::Full) if blocking => blocked = Some(b),
                         other => self.pushed(other, &b.events, &cx),
                     },
                     None => {
@@ -572,12 +575,18 @@ impl NativeSink {
         };
         let n = events.len();
         cx.metrics.discarded(e.code(), n);
-        cx.metrics.error(e.code());
-        tracing::warn!(
-            component = %cx.metrics.id(),
-            "a batch of {n} events could not be buffered: {e} (counted as discarded, reason {:?})",
-            e.code()
-        );
+        let errors = cx.metrics.errors(e.code());
+        errors.inc();
+        // The 1st, 2nd, 4th, 8th… of each kind.
+        if errors.get().is_power_of_two() {
+            tracing::warn!(
+                component = %cx.metrics.id(),
+                "a batch of {n} events could not be buffered: {e} (counted as discarded, reason \
+                 {:?}; {} such batches so far)",
+                e.code(),
+                errors.get()
+            );
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
