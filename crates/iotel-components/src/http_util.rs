@@ -38,7 +38,8 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// Serves HTTP/1 connections on `listener` with `handler` until `shutdown`.
+/// Serves HTTP/1 connections on `listener` with `handler` until `shutdown`;
+/// then open connections finish the request they are handling and close.
 pub async fn serve<F, Fut>(listener: TcpListener, mut shutdown: Shutdown, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -60,17 +61,28 @@ where
             },
         };
         let handler = handler.clone();
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler(req).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            // At shutdown a request being handled is finished and answered;
+            // an idle keep-alive connection is closed, so nothing holds the
+            // handler (and what it holds) past the server.
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.wait() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!("HTTP connection ended with an error: {e}");
             }
         });

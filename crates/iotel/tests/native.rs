@@ -156,8 +156,12 @@ fn an_agent_killed_mid_stream_delivers_every_accepted_record_exactly_once() {
         run1.len()
     );
     assert_exactly_once(run1, run1.len() as u64, "run1");
+    // With the agent still connected (keep-alive), the receiver stops
+    // promptly and cleanly: open connections are closed at shutdown.
+    let mut rcv = rcv;
+    let status = rcv.proc.terminate(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}\n{}", rcv.proc.report());
     drop(agent);
-    drop(rcv);
 }
 
 #[test]
@@ -348,18 +352,7 @@ fn drop_oldest_keeps_the_newest_and_counts_every_record_it_dropped() {
     assert!(up(&agent, "iotel_buffer_bytes", &[]) <= 128.0 * 1024.0);
 
     let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
-    wait_for("the backlog to drain", Duration::from_secs(60), || {
-        (up(&agent, "iotel_buffer_records", &[]) == 0.0).then_some(())
-    });
-    wait_for(
-        "the last delivery to be counted",
-        Duration::from_secs(10),
-        || {
-            let sent = up(&agent, "iotel_component_sent_events_total", &[]);
-            let dropped = up(&agent, "iotel_component_discarded_events_total", &[]);
-            (sent + dropped == (n + 1) as f64).then_some(())
-        },
-    );
+    drained_and_accounted(&agent, n + 1);
     let received = assert_in_order_and_once(rcv.dir());
     let sent = up(&agent, "iotel_component_sent_events_total", &[]);
     assert_eq!(received as f64, sent);
@@ -369,6 +362,23 @@ fn drop_oldest_keeps_the_newest_and_counts_every_record_it_dropped() {
     assert_eq!(dropped, dropped_events, "only drop_oldest drops");
     assert_eq!(received as f64 + dropped, (n + 1) as f64);
     assert_eq!(received_last(rcv.dir(), "run1"), Some(n - 1));
+}
+
+/// Waits until the agent's sink holds nothing and every one of the `total`
+/// events it took in is counted as sent or discarded.
+fn drained_and_accounted(agent: &Iotel, total: u64) {
+    wait_for("the backlog to drain", Duration::from_secs(60), || {
+        (up(agent, "iotel_buffer_events", &[]) == 0.0).then_some(())
+    });
+    wait_for(
+        "the last delivery to be counted",
+        Duration::from_secs(10),
+        || {
+            let sent = up(agent, "iotel_component_sent_events_total", &[]);
+            let dropped = up(agent, "iotel_component_discarded_events_total", &[]);
+            (sent + dropped == total as f64).then_some(())
+        },
+    );
 }
 
 fn received_last(dir: &Path, run: &str) -> Option<u64> {
@@ -544,4 +554,70 @@ buffer = {{ type = "memory", max_events = 200 }}
             .stderr()
             .contains("sources back to their configured rate"),
     );
+}
+
+#[test]
+fn downsample_compacts_the_backlog_and_counts_exactly_what_it_removed() {
+    let port = free_port();
+    let n = 3000;
+    let agent = Iotel::start(
+        "agent",
+        &agent_config(
+            &format!("http://127.0.0.1:{port}"),
+            "run1",
+            &format!("interval = \"1ms\"\nbatch_size = 10\ncount = {n}"),
+            r#"{ type = "memory", max_events = 500, when_full = "downsample", downsample_keep_one_in = 10 }"#,
+        ),
+        &[],
+    );
+    wait_for(
+        "the sink to take everything",
+        Duration::from_secs(60),
+        || {
+            let taken = up(&agent, "iotel_component_received_events_total", &[]);
+            (taken == (n + 1) as f64).then_some(())
+        },
+    );
+    let downsampled = up(
+        &agent,
+        "iotel_component_discarded_events_total",
+        &["reason=\"downsampled\""],
+    );
+    assert!(
+        downsampled > 1000.0,
+        "{downsampled} removed by downsampling"
+    );
+    assert!(
+        up(
+            &agent,
+            "iotel_buffer_dropped_total",
+            &["reason=\"downsampled\""]
+        ) > 0.0
+    );
+    assert!(up(&agent, "iotel_buffer_events", &[]) <= 500.0);
+
+    let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    drained_and_accounted(&agent, n + 1);
+    // Compacted batches come after newer ones: no order, but never twice.
+    let got = received(rcv.dir());
+    let mut run1 = got["run1"].clone();
+    let received_total: usize = got.values().map(Vec::len).sum();
+    run1.sort_unstable();
+    let unique = {
+        let mut u = run1.clone();
+        u.dedup();
+        u.len()
+    };
+    assert_eq!(unique, run1.len(), "duplicates");
+    let sent = up(&agent, "iotel_component_sent_events_total", &[]);
+    assert_eq!(received_total as f64, sent);
+    // Every event is delivered, or counted with its reason.
+    let dropped = up(&agent, "iotel_component_discarded_events_total", &[]);
+    let full = up(
+        &agent,
+        "iotel_component_discarded_events_total",
+        &["reason=\"buffer_full\""],
+    );
+    assert_eq!(dropped, downsampled + full, "no other reason");
+    assert_eq!(received_total as f64 + dropped, (n + 1) as f64);
 }

@@ -1,6 +1,7 @@
 //! Every sink type, in one enum.
 
 pub mod buffer;
+mod buffered;
 pub mod console;
 pub mod file;
 mod http_delivery;

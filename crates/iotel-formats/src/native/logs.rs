@@ -3,7 +3,7 @@
 //! zigzag varint, `str` a dictionary index:
 //!
 //! ```text
-//! base      iv  the first record's timestamp, ns
+//! base      iv  the first record's timestamp, ns (0 when there is none)
 //! records   (as many as the header's record count), each:
 //!             iv timestamp (delta-of-delta from `base`, see `Timestamps`),
 //!             uv label-set index, str message,
@@ -16,7 +16,8 @@
 //! index (one to three bytes) more than inline.
 
 use super::DecodeError;
-use super::wire::{Reader, TableWriter, Tables, Timestamps, put_ivarint, put_uvarint};
+use super::tables::TableWriter;
+use super::wire::{Reader, Tables, Timestamps, put_ivarint, put_uvarint};
 use iotel_model::{LogRecord, Severity};
 
 /// Wire codes of severities; 0 is "none". Do not renumber.
@@ -36,14 +37,23 @@ fn severity_code(s: Option<Severity>) -> u8 {
 /// field count.
 const MIN_RECORD_BYTES: usize = 5;
 
-pub(super) fn encode<'a>(logs: &'a [LogRecord], tables: &mut TableWriter<'a>, out: &mut Vec<u8>) {
-    let base = logs.first().map_or(0, |l| l.timestamp_ns);
-    put_ivarint(out, base);
-    let mut ts = Timestamps::new(base);
+/// Appends `logs` to the section in `out`. `times` carries the timestamp
+/// coder from one call to the next: `None` before the frame's first record,
+/// whose timestamp is then written as the base.
+pub(super) fn encode(
+    logs: &[LogRecord],
+    times: &mut Option<Timestamps>,
+    tables: &mut TableWriter,
+    out: &mut Vec<u8>,
+) {
     for l in logs {
+        let ts = times.get_or_insert_with(|| {
+            put_ivarint(out, l.timestamp_ns);
+            Timestamps::new(l.timestamp_ns)
+        });
         ts.put(out, l.timestamp_ns);
-        put_uvarint(out, tables.label_set(&l.labels));
-        put_uvarint(out, tables.string(&l.message));
+        put_uvarint(out, u64::from(tables.label_set(&l.labels)));
+        put_uvarint(out, u64::from(tables.string(&l.message)));
         out.push(severity_code(l.severity));
         put_fields(out, tables, l.fields.iter());
     }
@@ -53,13 +63,13 @@ pub(super) fn encode<'a>(logs: &'a [LogRecord], tables: &mut TableWriter<'a>, ou
 /// displays as compact JSON.
 pub(super) fn put_fields<'a, V: std::fmt::Display + 'a>(
     out: &mut Vec<u8>,
-    tables: &mut TableWriter<'a>,
+    tables: &mut TableWriter,
     fields: impl ExactSizeIterator<Item = (&'a String, &'a V)>,
 ) {
     put_uvarint(out, fields.len() as u64);
     for (name, value) in fields {
-        put_uvarint(out, tables.string(name));
-        put_uvarint(out, tables.owned_string(value.to_string()));
+        put_uvarint(out, u64::from(tables.string(name)));
+        put_uvarint(out, u64::from(tables.display_string(value)));
     }
 }
 

@@ -22,13 +22,19 @@
 //! A series is (name, label set, family): samples are grouped by it, series
 //! in the order first seen and each series' samples in batch order, so
 //! decoding gives back every sample with every field, grouped that way.
+//!
+//! Because a series' samples come together, and its value coding (chosen
+//! from all its values) before them, the [`Encoder`] cannot write the
+//! section as samples arrive. It keeps each series' samples encoded, a
+//! timestamp and a value after another, in the coding its values so far
+//! allow, and parts them into the two columns when the frame is finished.
 
 use super::DecodeError;
-use super::wire::{
-    Decimal, Reader, TableWriter, Tables, Timestamps, XorValues, put_ivarint, put_uvarint,
-};
-use iotel_model::{Exemplar, Labels, Metric, MetricMeta, MetricType};
-use std::collections::HashMap;
+use super::chunks::{Chunks, Stream};
+use super::tables::{Index, TableWriter};
+use super::wire::{Decimal, Part, Reader, Tables, Timestamps, XorValues, put_ivarint, put_uvarint};
+use iotel_model::{Exemplar, Metric, MetricMeta, MetricType};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 /// The wire code of each metric type, as in remote write's
@@ -71,102 +77,387 @@ const MIN_SAMPLE_BYTES: usize = 2;
 /// The fewest bytes an exemplar takes: gap, label set, value, flag.
 const MIN_EXEMPLAR_BYTES: usize = 11;
 
-/// Writes the metrics section of `metrics` into `out`, interning strings
-/// and label sets in `tables`.
-pub(super) fn encode<'a>(metrics: &'a [Metric], tables: &mut TableWriter<'a>, out: &mut Vec<u8>) {
-    // Families and series, numbered in order of first sight.
-    let mut families: HashMap<&MetricMeta, u32> = HashMap::new();
-    let mut family_list: Vec<&MetricMeta> = Vec::new();
-    let mut series: HashMap<(&str, &Labels, u32), u32> = HashMap::new();
-    // Per series: its first sample and its sample count.
-    let mut series_first: Vec<u32> = Vec::new();
-    let mut series_len: Vec<u32> = Vec::new();
-    let mut series_of = Vec::with_capacity(metrics.len());
-    for (i, m) in metrics.iter().enumerate() {
-        let family = *families.entry(&*m.meta).or_insert_with(|| {
-            family_list.push(&m.meta);
-            family_list.len() as u32 - 1
-        });
-        let s = *series
-            .entry((&*m.name, &m.labels, family))
-            .or_insert_with(|| {
-                series_first.push(i as u32);
-                series_len.push(0);
-                series_first.len() as u32 - 1
-            });
-        series_len[s as usize] += 1;
-        series_of.push((s, family));
-    }
-    // Sample indices in wire order: a counting sort by series, stable.
-    let mut start: Vec<u32> = Vec::with_capacity(series_len.len());
-    let mut total = 0;
-    for &n in &series_len {
-        start.push(total);
-        total += n;
-    }
-    let mut next = start.clone();
-    let mut order = vec![0u32; metrics.len()];
-    for (i, &(s, _)) in series_of.iter().enumerate() {
-        order[next[s as usize] as usize] = i as u32;
-        next[s as usize] += 1;
+/// A series' value coder: XOR, or decimals of some digits.
+#[derive(Debug, Clone, Copy)]
+enum Values {
+    Xor(XorValues),
+    Decimal(Decimal),
+}
+
+impl Values {
+    /// The coder of `digits` (`None`: XOR) at the start of a series.
+    fn new(digits: Option<u8>) -> Self {
+        match digits {
+            None => Values::Xor(XorValues::default()),
+            Some(d) => Values::Decimal(Decimal::new(d)),
+        }
     }
 
-    put_uvarint(out, family_list.len() as u64);
-    for meta in &family_list {
-        put_uvarint(out, tables.string(&meta.family));
-        out.push(kind_code(meta.kind));
-        put_uvarint(out, tables.opt_string(meta.help.as_deref()));
-        put_uvarint(out, tables.opt_string(meta.unit.as_deref()));
+    /// The coder of `digits` continuing from `state` (see [`Values::state`]).
+    fn resume(digits: Option<u8>, state: u64) -> Self {
+        match digits {
+            None => Values::Xor(XorValues::resume(state)),
+            Some(d) => Values::Decimal(Decimal::resume(d, state as i64)),
+        }
     }
-    let base = metrics.first().map_or(0, |m| m.timestamp_ms);
-    put_ivarint(out, base);
-    put_uvarint(out, series_first.len() as u64);
-    for (s, &first) in series_first.iter().enumerate() {
-        let first = &metrics[first as usize];
-        let samples = &order[start[s] as usize..(start[s] + series_len[s]) as usize];
-        put_uvarint(out, tables.string(&first.name));
-        put_uvarint(out, u64::from(series_of[samples[0] as usize].1));
-        put_uvarint(out, tables.label_set(&first.labels));
-        put_uvarint(out, samples.len() as u64);
-        let mut ts = Timestamps::new(base);
-        for &i in samples {
-            ts.put(out, metrics[i as usize].timestamp_ms);
+
+    /// The previous value's bits (XOR) or scaled integer (decimal).
+    fn state(self) -> u64 {
+        match self {
+            Values::Xor(c) => c.state(),
+            Values::Decimal(c) => c.state() as u64,
         }
-        let values = samples.iter().map(|&i| metrics[i as usize].value);
-        match Decimal::digits_for(values.clone()) {
-            Some(digits) => {
-                out.push(Decimal::code(digits));
-                let mut coder = Decimal::new(digits);
-                values.for_each(|v| coder.put(out, v));
-            }
-            None => {
-                out.push(XOR_CODING);
-                let mut coder = XorValues::default();
-                values.for_each(|v| coder.put(out, v));
-            }
+    }
+
+    /// The value coding byte of `digits`.
+    fn code(digits: Option<u8>) -> u8 {
+        digits.map_or(XOR_CODING, Decimal::code)
+    }
+
+    fn put(&mut self, out: &mut Vec<u8>, v: f64) {
+        match self {
+            Values::Xor(c) => c.put(out, v),
+            Values::Decimal(c) => c.put(out, v),
         }
-        let exemplars = samples
-            .iter()
-            .filter(|&&i| metrics[i as usize].exemplar.is_some());
-        put_uvarint(out, exemplars.clone().count() as u64);
-        let mut expected = 0;
-        for (pos, &i) in samples.iter().enumerate() {
-            let m = &metrics[i as usize];
-            let Some(e) = m.exemplar.as_deref() else {
-                continue;
+    }
+
+    fn get(&mut self, r: &mut Reader<'_>) -> Result<f64, DecodeError> {
+        match self {
+            Values::Xor(c) => c.get(r),
+            Values::Decimal(c) => c.get(r),
+        }
+    }
+}
+
+/// A family as the section lists it: dictionary indices (help and unit
+/// + 1, 0 for none) and the type code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Family {
+    name: u32,
+    help: u32,
+    unit: u32,
+    kind: u8,
+}
+
+/// One series while a frame is built: what its header needs, its coders'
+/// state, and its samples so far, encoded, in [`Encoder::samples`]. This,
+/// and not the samples, is what a series costs: 56 bytes and its blocks.
+#[derive(Debug)]
+struct Series {
+    times: Timestamps,
+    /// The value coder's [`Values::state`].
+    values: u64,
+    name: u32,
+    family: u32,
+    labels: u32,
+    samples: u32,
+    /// Each sample's timestamp then its value, in the coding of `digits`:
+    /// the series' two columns interleaved, parted when the frame is
+    /// finished.
+    bytes: Stream,
+    /// The value coding: the fewest digits with which every value so far
+    /// round-trips as a decimal, or `None` for XOR. Only a value that does
+    /// not fit changes it, to more digits or to XOR, and the series' values
+    /// are then written again in the new coding: a series changes coding
+    /// at most seven times, and ends in the one its whole column needs.
+    digits: Option<u8>,
+}
+
+// The 56 bytes `Builder::approx_bytes` documents.
+const _: () = assert!(size_of::<Series>() <= 56);
+
+impl Series {
+    fn key(&self) -> (u32, u32, u32) {
+        (self.name, self.labels, self.family)
+    }
+}
+
+/// An exemplar waiting for its series to be written.
+#[derive(Debug)]
+struct PendingExemplar {
+    series: u32,
+    /// The sample's position in its series.
+    position: u32,
+    labels: u32,
+    value_bits: u64,
+    /// The exemplar's timestamp minus the sample's.
+    timestamp: Option<i64>,
+}
+
+/// Calls `each` with every sample of `series`, whose bytes are `bytes`:
+/// the bytes of its timestamp, those of its value, and the value.
+fn each_sample(bytes: &[u8], series: &Series, mut each: impl FnMut(&[u8], &[u8], f64)) {
+    let mut values = Values::new(series.digits);
+    let mut r = Reader::new(bytes, Part::Body);
+    for _ in 0..series.samples {
+        // The encoder's own bytes: they always read back.
+        let at = r.pos();
+        if r.uvarint("sample timestamp").is_err() {
+            return;
+        }
+        let value_at = r.pos();
+        let Ok(v) = values.get(&mut r) else {
+            return;
+        };
+        each(&bytes[at..value_at], &bytes[value_at..r.pos()], v);
+    }
+}
+
+/// Builds a metrics section from batches of samples, one after another,
+/// without keeping them: per family and series only the table indices, the
+/// coders' state and the encoded samples. Everything a batch names is
+/// interned into the [`TableWriter`] when it is pushed, in batch order, so
+/// pushing batches one by one writes the same section as pushing them
+/// joined.
+#[derive(Debug, Default)]
+pub(super) struct Encoder {
+    hasher: RandomState,
+    families: Vec<Family>,
+    family_index: Index,
+    /// The frame's first timestamp, from which every series' timestamps
+    /// start.
+    base: Option<i64>,
+    series: Vec<Series>,
+    series_index: Index,
+    samples: Chunks,
+    exemplars: Vec<PendingExemplar>,
+    /// One sample's bytes; a series' bytes while it is recoded or written.
+    scratch: Vec<u8>,
+    /// A series' bytes recoded, or its value column.
+    column: Vec<u8>,
+    /// A series' values while it is recoded.
+    values: Vec<f64>,
+}
+
+impl Encoder {
+    /// Adds `metrics`, interning their strings and label sets in `tables`.
+    pub(super) fn push(&mut self, metrics: &[Metric], tables: &mut TableWriter) {
+        // Samples of one family share its `Arc`, and often their name's:
+        // while the batch is borrowed, the same pointer is the same family
+        // or name as the sample before.
+        let mut last_family: Option<(&Arc<MetricMeta>, u32)> = None;
+        let mut last_name: Option<(&Arc<str>, u32)> = None;
+        for m in metrics {
+            let family = match last_family {
+                Some((meta, family)) if Arc::ptr_eq(meta, &m.meta) => family,
+                _ => {
+                    let family = self.family(&m.meta, tables);
+                    last_family = Some((&m.meta, family));
+                    family
+                }
             };
-            put_uvarint(out, (pos - expected) as u64);
-            expected = pos + 1;
-            put_uvarint(out, tables.label_set(&e.labels));
-            out.extend_from_slice(&e.value.to_bits().to_le_bytes());
-            match e.timestamp_ms {
-                None => out.push(0),
-                Some(t) => {
-                    out.push(1);
-                    put_ivarint(out, t.wrapping_sub(m.timestamp_ms));
+            let name = match last_name {
+                Some((name, i)) if Arc::ptr_eq(name, &m.name) => i,
+                _ => {
+                    let i = tables.string(&m.name);
+                    last_name = Some((&m.name, i));
+                    i
+                }
+            };
+            let labels = tables.label_set(&m.labels);
+            let s = self.series(name, labels, family, m.timestamp_ms);
+            if let Some(e) = m.exemplar.as_deref() {
+                self.exemplars.push(PendingExemplar {
+                    series: s as u32,
+                    position: self.series[s].samples,
+                    labels: tables.label_set(&e.labels),
+                    value_bits: e.value.to_bits(),
+                    timestamp: e.timestamp_ms.map(|t| t.wrapping_sub(m.timestamp_ms)),
+                });
+            }
+            self.put_sample(s, m.timestamp_ms, m.value);
+        }
+    }
+
+    fn family(&mut self, meta: &MetricMeta, tables: &mut TableWriter) -> u32 {
+        let key = Family {
+            name: tables.string(&meta.family),
+            kind: kind_code(meta.kind),
+            help: tables.opt_string(meta.help.as_deref()),
+            unit: tables.opt_string(meta.unit.as_deref()),
+        };
+        let hash = self.hasher.hash_one(key);
+        let families = &self.families;
+        if let Some(f) = self.family_index.find(hash, |f| families[f] == key) {
+            return f as u32;
+        }
+        let f = self.families.len();
+        self.families.push(key);
+        let (hasher, families) = (&self.hasher, &self.families);
+        self.family_index
+            .insert(hash, f, |f| hasher.hash_one(families[f]));
+        f as u32
+    }
+
+    /// The series (name, labels, family), added on first sight with its
+    /// timestamps starting from the frame's first, `t` if this is it.
+    fn series(&mut self, name: u32, labels: u32, family: u32, t: i64) -> usize {
+        let key = (name, labels, family);
+        let hash = self.hasher.hash_one(key);
+        let series = &self.series;
+        if let Some(s) = self.series_index.find(hash, |s| series[s].key() == key) {
+            return s;
+        }
+        let base = *self.base.get_or_insert(t);
+        let s = self.series.len();
+        self.series.push(Series {
+            times: Timestamps::new(base),
+            values: 0,
+            name,
+            family,
+            labels,
+            samples: 0,
+            bytes: Stream::EMPTY,
+            digits: None,
+        });
+        let (hasher, series) = (&self.hasher, &self.series);
+        self.series_index
+            .insert(hash, s, |s| hasher.hash_one(series[s].key()));
+        s
+    }
+
+    fn put_sample(&mut self, s: usize, t: i64, v: f64) {
+        let series = &self.series[s];
+        let digits = match series.digits {
+            _ if series.samples == 0 => (0..=Decimal::MAX_DIGITS).find(|&d| Decimal::fits(v, d)),
+            Some(d) if Decimal::fits(v, d) => Some(d),
+            Some(d) => self.recode(s, v, d + 1),
+            None => None,
+        };
+        let series = &mut self.series[s];
+        let mut values = Values::resume(digits, series.values);
+        self.scratch.clear();
+        series.times.put(&mut self.scratch, t);
+        values.put(&mut self.scratch, v);
+        self.samples.append(&mut series.bytes, &self.scratch);
+        series.values = values.state();
+        series.digits = digits;
+        series.samples += 1;
+    }
+
+    /// Series `s`'s values so far do not take `v` in their coding: writes
+    /// them again in the fewest digits of at least `from` with which they
+    /// and `v` round-trip, or XORed, and returns that coding.
+    fn recode(&mut self, s: usize, v: f64, from: u8) -> Option<u8> {
+        let series = &mut self.series[s];
+        self.scratch.clear();
+        self.samples.read(&series.bytes, &mut self.scratch);
+        let values = &mut self.values;
+        values.clear();
+        each_sample(&self.scratch, series, |_, _, v| values.push(v));
+        let digits = (from..=Decimal::MAX_DIGITS)
+            .find(|&d| Decimal::fits(v, d) && values.iter().all(|&v| Decimal::fits(v, d)));
+        let mut to = Values::new(digits);
+        let mut values = self.values.iter();
+        let column = &mut self.column;
+        column.clear();
+        each_sample(&self.scratch, series, |timestamp, _, _| {
+            column.extend_from_slice(timestamp);
+            if let Some(&v) = values.next() {
+                to.put(column, v);
+            }
+        });
+        self.samples.free(&mut series.bytes);
+        self.samples.append(&mut series.bytes, &self.column);
+        series.values = to.state();
+        digits
+    }
+
+    /// Writes the section: families, base, then every series with its
+    /// timestamp column, value coding, value column and exemplars.
+    pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
+        put_uvarint(out, self.families.len() as u64);
+        for f in &self.families {
+            put_uvarint(out, u64::from(f.name));
+            out.push(f.kind);
+            put_uvarint(out, u64::from(f.help));
+            put_uvarint(out, u64::from(f.unit));
+        }
+        put_ivarint(out, self.base.unwrap_or(0));
+        put_uvarint(out, self.series.len() as u64);
+        // Positions are unique within a series: the order is total.
+        self.exemplars
+            .sort_unstable_by_key(|e| (e.series, e.position));
+        let mut exemplars = &self.exemplars[..];
+        for (s, series) in self.series.iter().enumerate() {
+            put_uvarint(out, u64::from(series.name));
+            put_uvarint(out, u64::from(series.family));
+            put_uvarint(out, u64::from(series.labels));
+            put_uvarint(out, u64::from(series.samples));
+            self.scratch.clear();
+            self.samples.read(&series.bytes, &mut self.scratch);
+            self.column.clear();
+            let column = &mut self.column;
+            each_sample(&self.scratch, series, |timestamp, value, _| {
+                out.extend_from_slice(timestamp);
+                column.extend_from_slice(value);
+            });
+            out.push(Values::code(series.digits));
+            out.extend_from_slice(&self.column);
+            let n = exemplars
+                .iter()
+                .take_while(|e| e.series as usize == s)
+                .count();
+            let (these, rest) = exemplars.split_at(n);
+            exemplars = rest;
+            put_uvarint(out, n as u64);
+            let mut expected = 0;
+            for e in these {
+                put_uvarint(out, u64::from(e.position - expected));
+                expected = e.position + 1;
+                put_uvarint(out, u64::from(e.labels));
+                out.extend_from_slice(&e.value_bits.to_le_bytes());
+                match e.timestamp {
+                    None => out.push(0),
+                    Some(delta) => {
+                        out.push(1);
+                        put_ivarint(out, delta);
+                    }
                 }
             }
         }
+    }
+
+    /// About the bytes [`Encoder::finish`] writes: the samples, plus a
+    /// bound on the rest for small tables.
+    pub(super) fn written_len(&self) -> usize {
+        self.samples.bytes(false)
+            + 16 * (self.families.len() + self.series.len())
+            + 24 * self.exemplars.len()
+            + 16
+    }
+
+    /// Empties the encoder for the next frame, keeping its buffers.
+    pub(super) fn clear(&mut self) {
+        self.families.clear();
+        self.family_index.clear();
+        self.base = None;
+        self.series.clear();
+        self.series_index.clear();
+        self.samples.clear();
+        self.exemplars.clear();
+    }
+
+    /// The memory the encoder takes: by what it holds, or with `held` by
+    /// what its buffers have room for.
+    pub(super) fn bytes(&self, held: bool) -> usize {
+        fn vec<T>(v: &Vec<T>, held: bool) -> usize {
+            size_of::<T>() * if held { v.capacity() } else { v.len() }
+        }
+        let scratch = if held {
+            self.scratch.capacity()
+                + self.column.capacity()
+                + self.values.capacity() * size_of::<f64>()
+        } else {
+            0
+        };
+        vec(&self.families, held)
+            + vec(&self.series, held)
+            + vec(&self.exemplars, held)
+            + self.family_index.bytes()
+            + self.series_index.bytes()
+            + self.samples.bytes(held)
+            + scratch
     }
 }
 
@@ -227,25 +518,18 @@ pub(super) fn decode(
         }
         let series = &mut out[first..];
         let at = r.pos();
-        match r.u8("value coding")? {
-            XOR_CODING => {
-                let mut coder = XorValues::default();
-                for m in series.iter_mut() {
-                    m.value = coder.get(r)?;
-                }
-            }
-            code => {
-                let digits = Decimal::digits_of(code).ok_or(DecodeError::BadValue {
-                    what: "value coding",
-                    value: u64::from(code),
-                    expected: "0 (xor) or 1 to 7 (decimals of 0 to 6 digits)",
-                    offset: at,
-                })?;
-                let mut coder = Decimal::new(digits);
-                for m in series.iter_mut() {
-                    m.value = coder.get(r)?;
-                }
-            }
+        let digits = match r.u8("value coding")? {
+            XOR_CODING => None,
+            code => Some(Decimal::digits_of(code).ok_or(DecodeError::BadValue {
+                what: "value coding",
+                value: u64::from(code),
+                expected: "0 (xor) or 1 to 7 (decimals of 0 to 6 digits)",
+                offset: at,
+            })?),
+        };
+        let mut values = Values::new(digits);
+        for m in series.iter_mut() {
+            m.value = values.get(r)?;
         }
         let n = r.count("exemplar count", MIN_EXEMPLAR_BYTES)?;
         let mut pos = 0usize;

@@ -83,6 +83,15 @@
 //! the body every count is checked against the bytes left and every index
 //! against its table. Bad input is an error, never a panic.
 //!
+//! # One frame from many batches
+//!
+//! A [`Builder`] takes batches one after another and encodes each as it
+//! comes, keeping what the frame needs (the tables as their body bytes,
+//! per series its state and encoded samples) and nothing of the events:
+//! an agent joins its buffered batches into one frame for about the
+//! frame's size in memory. Its frame is byte for byte what [`encode`]
+//! writes for the batches joined; `encode` is a builder given one batch.
+//!
 //! # Order
 //!
 //! Logs and spans come back in batch order. Metric samples come back
@@ -90,23 +99,29 @@
 //! each series' samples in batch order: the same samples, every field bit
 //! for bit, possibly in a different interleaving.
 
+mod builder;
+mod chunks;
 mod logs;
 mod metrics;
+mod tables;
 mod traces;
 mod wire;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_builder;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_prop;
 
+pub use builder::{Builder, SignalMismatch};
 pub use wire::Part;
 
 use iotel_model::{Events, Signal};
 use std::borrow::Cow;
-use wire::{Reader, TableWriter, Tables, put_str, put_uvarint};
+use wire::{Reader, Tables};
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"IOTL";
@@ -118,8 +133,8 @@ pub const SUPPORTED_VERSIONS: &[u8] = &[1];
 pub const CONTENT_TYPE: &str = "application/x-iotel-batch";
 /// The zstd level [`encode`] compresses at: 3, zstd's own default. On the
 /// edge batch of 10 scrapes of 2,000 series (64 KiB of body) it takes
-/// 0.2-0.4 ms and comes to 40-75% of snappy's size; level 9 is another
-/// 7-18% smaller at five times the time, level 19 takes 20 ms (run
+/// 0.2-0.4 ms and comes to 45-75% of snappy's size; level 9 is another
+/// 6-25% smaller at five times the time, level 19 takes 20 ms (run
 /// `every_compression_shrinks_a_device_metrics_batch` to see). zstd sizes
 /// its tables to the body, so small bodies cost little memory to compress.
 pub const ZSTD_LEVEL: i32 = 3;
@@ -273,6 +288,12 @@ pub enum EncodeError {
     },
     #[error("lz4: cannot compress a body of {body_bytes} bytes: {reason}")]
     Lz4 { body_bytes: usize, reason: String },
+    #[error(
+        "nothing was pushed into the builder: a frame takes its signal from a batch, even an empty one"
+    )]
+    NothingPushed,
+    #[error("the frame would hold more than {max} {what}")]
+    TooLarge { what: &'static str, max: u64 },
 }
 
 impl EncodeError {
@@ -283,6 +304,8 @@ impl EncodeError {
             EncodeError::Snappy(_) => "snappy",
             EncodeError::Zstd { .. } => "zstd",
             EncodeError::Lz4 { .. } => "lz4",
+            EncodeError::NothingPushed => "nothing_pushed",
+            EncodeError::TooLarge { .. } => "too_large",
         }
     }
 }
@@ -434,11 +457,16 @@ impl DecodeError {
 
 /// Encodes one batch as a frame.
 ///
+/// The same as a [`Builder`] given `events` alone; to join many batches
+/// into one frame, push them into a builder rather than joining them
+/// first.
+///
 /// # Errors
 /// [`EncodeError::CompressionNotBuiltIn`] for a compression this build does
 /// not have (see [`Compression::is_built_in`]); [`EncodeError::Snappy`] for
 /// a body over 4 GiB, the most one snappy block holds; [`EncodeError::Zstd`]
-/// and [`EncodeError::Lz4`] if those libraries fail (out of memory).
+/// and [`EncodeError::Lz4`] if those libraries fail (out of memory);
+/// [`EncodeError::TooLarge`] past [`Builder::MAX_RECORDS`] records.
 pub fn encode(
     agent_id: &str,
     sequence: u64,
@@ -448,28 +476,9 @@ pub fn encode(
     if !compression.is_built_in() {
         return Err(EncodeError::CompressionNotBuiltIn { compression });
     }
-    let mut tables = TableWriter::default();
-    let mut section = Vec::new();
-    match events {
-        Events::Metrics(m) => metrics::encode(m, &mut tables, &mut section),
-        Events::Logs(l) => logs::encode(l, &mut tables, &mut section),
-        Events::Traces(s) => traces::encode(s, &mut tables, &mut section),
-    }
-    let mut body = Vec::new();
-    tables.finish(&section, &mut body);
-    drop(section);
-
-    let mut frame = Vec::with_capacity(32 + agent_id.len() + body.len() / 2);
-    frame.extend_from_slice(&MAGIC);
-    frame.push(VERSION);
-    frame.push(compression.code());
-    frame.push(signal_code(events.signal()));
-    put_str(&mut frame, agent_id);
-    put_uvarint(&mut frame, sequence);
-    put_uvarint(&mut frame, events.len() as u64);
-    put_uvarint(&mut frame, body.len() as u64);
-    compress(compression, &body, &mut frame)?;
-    Ok(frame)
+    let mut builder = Builder::new();
+    builder.append(events);
+    builder.finish(agent_id, sequence, compression)
 }
 
 /// Appends `body` to `frame`, compressed. Each compressor writes straight

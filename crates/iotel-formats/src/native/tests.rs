@@ -557,7 +557,7 @@ impl Rng {
 /// `scrapes` scrapes in one batch, scrape by scrape. `steady` keeps the
 /// bench's constant values and exact cadence; otherwise values random-walk
 /// in 0.1 steps and each scrape's timestamp jitters by a few ms.
-fn device_metrics(scrapes: i64, steady: bool) -> Vec<Metric> {
+pub(super) fn device_metrics(scrapes: i64, steady: bool) -> Vec<Metric> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let families: Vec<Arc<MetricMeta>> = (0..200)
         .map(|f| {

@@ -74,7 +74,7 @@ fn exemplar() -> impl Strategy<Value = Option<Box<Exemplar>>> {
 }
 
 /// Samples of a few series, so that series repeat and interleave.
-fn metric_batch() -> impl Strategy<Value = Vec<Metric>> {
+pub(super) fn metric_batch() -> impl Strategy<Value = Vec<Metric>> {
     let series = proptest::collection::vec(
         (select(vec!["", "up", "rtt_bucket"]), labels(), meta()),
         1..6,
@@ -127,7 +127,7 @@ fn severity() -> impl Strategy<Value = Option<Severity>> {
     ]))
 }
 
-fn log_batch() -> impl Strategy<Value = Vec<LogRecord>> {
+pub(super) fn log_batch() -> impl Strategy<Value = Vec<LogRecord>> {
     let message = prop_oneof![
         select(vec!["", "boot", "link down"]).prop_map(String::from),
         any::<String>()
@@ -146,7 +146,7 @@ fn log_batch() -> impl Strategy<Value = Vec<LogRecord>> {
     proptest::collection::vec(record, 0..20)
 }
 
-fn span_batch() -> impl Strategy<Value = Vec<Span>> {
+pub(super) fn span_batch() -> impl Strategy<Value = Vec<Span>> {
     let ids = (
         any::<[u8; 16]>(),
         any::<[u8; 8]>(),

@@ -3,7 +3,7 @@
 //! varint, `str` a dictionary index:
 //!
 //! ```text
-//! base      iv  the first span's start, ns
+//! base      iv  the first span's start, ns (0 when there is none)
 //! spans     (as many as the header's record count), each:
 //!             16 bytes trace id, 8 bytes span id,
 //!             u8 0 = no parent | 1 = 8 bytes parent span id follow,
@@ -19,18 +19,28 @@
 
 use super::DecodeError;
 use super::logs::{get_fields, put_fields};
-use super::wire::{Reader, TableWriter, Tables, Timestamps, put_ivarint, put_uvarint};
+use super::tables::TableWriter;
+use super::wire::{Reader, Tables, Timestamps, put_ivarint, put_uvarint};
 use iotel_model::{Span, SpanStatus};
 
 /// The fewest bytes a span takes: ids, parent flag, name, start, duration,
 /// labels, status, attribute count.
 const MIN_SPAN_BYTES: usize = 16 + 8 + 7;
 
-pub(super) fn encode<'a>(spans: &'a [Span], tables: &mut TableWriter<'a>, out: &mut Vec<u8>) {
-    let base = spans.first().map_or(0, |s| s.start_ns);
-    put_ivarint(out, base);
-    let mut starts = Timestamps::new(base);
+/// Appends `spans` to the section in `out`. `starts` carries the start
+/// coder from one call to the next: `None` before the frame's first span,
+/// whose start is then written as the base.
+pub(super) fn encode(
+    spans: &[Span],
+    starts: &mut Option<Timestamps>,
+    tables: &mut TableWriter,
+    out: &mut Vec<u8>,
+) {
     for s in spans {
+        let coder = starts.get_or_insert_with(|| {
+            put_ivarint(out, s.start_ns);
+            Timestamps::new(s.start_ns)
+        });
         out.extend_from_slice(&s.trace_id);
         out.extend_from_slice(&s.span_id);
         match s.parent_span_id {
@@ -40,10 +50,10 @@ pub(super) fn encode<'a>(spans: &'a [Span], tables: &mut TableWriter<'a>, out: &
                 out.extend_from_slice(&p);
             }
         }
-        put_uvarint(out, tables.string(&s.name));
-        starts.put(out, s.start_ns);
+        put_uvarint(out, u64::from(tables.string(&s.name)));
+        coder.put(out, s.start_ns);
         put_ivarint(out, s.end_ns.wrapping_sub(s.start_ns));
-        put_uvarint(out, tables.label_set(&s.labels));
+        put_uvarint(out, u64::from(tables.label_set(&s.labels)));
         out.push(match s.status {
             SpanStatus::Unset => 0,
             SpanStatus::Ok => 1,

@@ -1,15 +1,14 @@
 //! The byte-level pieces every body section shares: varints, zigzag, the
-//! delta-of-delta timestamp coder, the XOR value coder, the string
-//! dictionary and the label-set table, and a [`Reader`] whose every read is
+//! delta-of-delta timestamp coder, the XOR and decimal value coders, the
+//! decoder's side of the string dictionary and the label-set table (the
+//! encoder's is in `tables.rs`), and a [`Reader`] whose every read is
 //! bounds-checked and names what it was reading when it fails.
 
 use super::DecodeError;
 use iotel_model::{Labels, LabelsBuilder};
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Which part of a frame a [`Reader`] reads, for error messages.
+/// Which part of a frame a `Reader` reads, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     /// The frame header; offsets count from the frame's first byte.
@@ -111,6 +110,16 @@ pub(super) struct XorValues {
 }
 
 impl XorValues {
+    /// A coder that continues after a value whose bits are `prev`.
+    pub(super) fn resume(prev: u64) -> Self {
+        Self { prev }
+    }
+
+    /// The state [`XorValues::resume`] continues from: the last value's bits.
+    pub(super) fn state(self) -> u64 {
+        self.prev
+    }
+
     pub(super) fn put(&mut self, out: &mut Vec<u8>, v: f64) {
         let bits = v.to_bits();
         let x = bits ^ self.prev;
@@ -168,12 +177,27 @@ pub(super) struct Decimal {
 }
 
 impl Decimal {
+    /// The most digits a decimal coding has.
+    pub(super) const MAX_DIGITS: u8 = MAX_DECIMAL_DIGITS;
+
+    /// Whether `v` round-trips as a decimal of `digits` digits.
+    pub(super) fn fits(v: f64, digits: u8) -> bool {
+        Self::scaled(v, Self::scale(digits)).is_some()
+    }
+
     /// The fewest digits with which all `values` round-trip, if any.
+    #[cfg(test)]
     pub(super) fn digits_for(values: impl Iterator<Item = f64> + Clone) -> Option<u8> {
-        (0..=MAX_DECIMAL_DIGITS).find(|&digits| {
-            let scale = 10f64.powi(i32::from(digits));
-            values.clone().all(|v| Self::scaled(v, scale).is_some())
-        })
+        (0..=MAX_DECIMAL_DIGITS).find(|&digits| values.clone().all(|v| Self::fits(v, digits)))
+    }
+
+    /// 10^`digits`, exactly (up to 10^22 every power of ten is an f64).
+    fn scale(digits: u8) -> f64 {
+        const SCALES: [f64; MAX_DECIMAL_DIGITS as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+        SCALES
+            .get(usize::from(digits))
+            .copied()
+            .unwrap_or_else(|| 10f64.powi(i32::from(digits)))
     }
 
     fn scaled(v: f64, scale: f64) -> Option<i64> {
@@ -187,12 +211,26 @@ impl Decimal {
 
     pub(super) fn new(digits: u8) -> Self {
         Self {
-            scale: 10f64.powi(i32::from(digits)),
+            scale: Self::scale(digits),
             prev: 0,
         }
     }
 
-    /// Writes `v`, which [`Decimal::digits_for`] accepted.
+    /// A coder of `digits` digits that continues after a value whose scaled
+    /// integer was `prev`.
+    pub(super) fn resume(digits: u8, prev: i64) -> Self {
+        Self {
+            prev,
+            ..Self::new(digits)
+        }
+    }
+
+    /// The state [`Decimal::resume`] continues from: the last scaled value.
+    pub(super) fn state(self) -> i64 {
+        self.prev
+    }
+
+    /// Writes `v`, which fits this coder's digits (see [`Decimal::fits`]).
     pub(super) fn put(&mut self, out: &mut Vec<u8>, v: f64) {
         let n = Self::scaled(v, self.scale).unwrap_or_default();
         put_ivarint(out, n.wrapping_sub(self.prev));
@@ -353,73 +391,6 @@ impl<'a> Reader<'a> {
                 part: self.part,
             }),
         }
-    }
-}
-
-/// The encoder's side of the two tables every body starts with: the string
-/// dictionary (every distinct string once, indexed in order of first use)
-/// and the label-set table (every distinct label set once, as pairs of
-/// dictionary indices).
-#[derive(Debug, Default)]
-pub(super) struct TableWriter<'a> {
-    strings: HashMap<Cow<'a, str>, u32>,
-    string_bytes: Vec<u8>,
-    label_sets: HashMap<&'a Labels, u32>,
-    label_set_bytes: Vec<u8>,
-}
-
-impl<'a> TableWriter<'a> {
-    /// The dictionary index of `s`, adding it on first use.
-    pub(super) fn string(&mut self, s: &'a str) -> u64 {
-        self.intern(Cow::Borrowed(s))
-    }
-
-    /// Like [`TableWriter::string`] for a string made while encoding (a
-    /// JSON value).
-    pub(super) fn owned_string(&mut self, s: String) -> u64 {
-        self.intern(Cow::Owned(s))
-    }
-
-    fn intern(&mut self, s: Cow<'a, str>) -> u64 {
-        if let Some(&i) = self.strings.get(s.as_ref()) {
-            return u64::from(i);
-        }
-        let i = self.strings.len() as u32;
-        put_str(&mut self.string_bytes, &s);
-        self.strings.insert(s, i);
-        u64::from(i)
-    }
-
-    /// `None` as 0, `Some(s)` as its dictionary index + 1.
-    pub(super) fn opt_string(&mut self, s: Option<&'a str>) -> u64 {
-        s.map_or(0, |s| self.string(s) + 1)
-    }
-
-    /// The label-set table index of `labels`, adding it on first use.
-    pub(super) fn label_set(&mut self, labels: &'a Labels) -> u64 {
-        if let Some(&i) = self.label_sets.get(labels) {
-            return u64::from(i);
-        }
-        let i = self.label_sets.len() as u32;
-        let mut entry = Vec::with_capacity(1 + 2 * labels.len());
-        put_uvarint(&mut entry, labels.len() as u64);
-        for l in labels.iter() {
-            put_uvarint(&mut entry, self.string(&l.name));
-            put_uvarint(&mut entry, self.string(&l.value));
-        }
-        self.label_set_bytes.extend_from_slice(&entry);
-        self.label_sets.insert(labels, i);
-        u64::from(i)
-    }
-
-    /// Writes the dictionary, then the label-set table, then `section`.
-    pub(super) fn finish(self, section: &[u8], out: &mut Vec<u8>) {
-        out.reserve(self.string_bytes.len() + self.label_set_bytes.len() + section.len() + 20);
-        put_uvarint(out, self.strings.len() as u64);
-        out.extend_from_slice(&self.string_bytes);
-        put_uvarint(out, self.label_sets.len() as u64);
-        out.extend_from_slice(&self.label_set_bytes);
-        out.extend_from_slice(section);
     }
 }
 

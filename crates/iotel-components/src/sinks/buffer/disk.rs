@@ -161,6 +161,8 @@ pub(super) struct DiskStore {
     component: String,
     limits: native::Limits,
     max_payload: u64,
+    /// `max_segment_size`: what compaction must read to free a segment.
+    segment_size: u64,
     index: Index,
     /// Every unacknowledged id below this was handed out since the last
     /// open or rewind: `iotel_buffer`'s read position.
@@ -220,6 +222,7 @@ impl DiskStore {
             component: drops.component.id().to_string(),
             limits: limits(config.segment_size()),
             max_payload,
+            segment_size: config.segment_size(),
             index,
             dropped_in_flight: VecDeque::new(),
             damage_seen,
@@ -271,9 +274,12 @@ impl DiskStore {
     }
 
     pub(super) fn push(&mut self, events: &Events) -> Result<(), PushError> {
-        let n = events.len();
-        let payload = native::encode("", 0, events, Compression::Snappy)
-            .map_err(|source| PushError::Encode { events: n, source })?;
+        let payload = encode(events)?;
+        self.push_encoded(&payload, events.len())
+    }
+
+    /// Pushes a batch of `n` events that [`encode`] gave `payload`.
+    pub(super) fn push_encoded(&mut self, payload: &[u8], n: usize) -> Result<(), PushError> {
         if payload.len() as u64 > self.max_payload {
             return Err(PushError::TooLarge {
                 events: n,
@@ -281,7 +287,7 @@ impl DiskStore {
                 max_bytes: self.max_payload,
             });
         }
-        let result = self.buffer.push(&payload);
+        let result = self.buffer.push(payload);
         // `drop_oldest` may have deleted segments, even if the write failed.
         self.forget_below_head(true);
         match result {
@@ -300,6 +306,12 @@ impl DiskStore {
     }
 
     pub(super) fn next(&mut self) -> Result<Option<Buffered>, BufferIoError> {
+        Ok(self.next_sized()?.map(|(b, _)| b))
+    }
+
+    /// [`next`](Self::next), with the bytes the batch's record takes in its
+    /// segment (header included).
+    pub(super) fn next_sized(&mut self) -> Result<Option<(Buffered, u64)>, BufferIoError> {
         loop {
             let record = self.buffer.next();
             let found = match &record {
@@ -313,11 +325,13 @@ impl DiskStore {
             self.read_next = record.id + 1;
             match native::decode(&record.payload, &self.limits) {
                 Ok(batch) => {
-                    return Ok(Some(Buffered {
+                    let frame_len = (iotel_buffer::HEADER_LEN + record.payload.len()) as u64;
+                    let batch = Buffered {
                         id: record.id,
                         written_unix_ms: record.written_unix_ms,
                         events: batch.events,
-                    }));
+                    };
+                    return Ok(Some((batch, frame_len)));
                 }
                 Err(e) => self.skip_undecodable(record.id, &e)?,
             }
@@ -441,6 +455,19 @@ impl DiskStore {
         Ok(self.buffer.close()?)
     }
 
+    /// The largest payload a record takes.
+    pub(super) fn max_payload(&self) -> u64 {
+        self.max_payload
+    }
+
+    pub(super) fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    pub(super) fn drops(&mut self) -> &mut DropCounter {
+        &mut self.drops
+    }
+
     pub(super) fn stats(&self) -> BufferStats {
         let s = self.buffer.stats();
         let records = self.index.records;
@@ -452,4 +479,13 @@ impl DiskStore {
             dropped: self.drops.dropped,
         }
     }
+}
+
+/// A batch as a disk record stores it: a native frame, snappy, no agent id,
+/// sequence 0.
+pub(super) fn encode(events: &Events) -> Result<Vec<u8>, PushError> {
+    native::encode("", 0, events, Compression::Snappy).map_err(|source| PushError::Encode {
+        events: events.len(),
+        source,
+    })
 }

@@ -7,7 +7,9 @@
 //!   never dropped to make room.
 //! - At most `max_events` events are held, handed out ones included: a
 //!   push that would pass it drops the oldest batches not handed out, or
-//!   under `block` (or when only handed-out batches are older) is refused.
+//!   under `block` and `downsample` (or when only handed-out batches are
+//!   older) is refused. `downsample`'s compaction acknowledges the batches
+//!   it read and pushes their compacted form: fewer events, so it fits.
 
 use super::{BufferIoError, BufferStats, Buffered, DropCounter, Lost, MemoryConfig, PushError};
 use super::{DropReason, WhenFull, now_unix_ms};
@@ -28,7 +30,8 @@ pub(super) struct MemoryBuffer {
     last_handed_out: Option<u64>,
     next_id: u64,
     max_events: usize,
-    block: bool,
+    /// `block` and `downsample`: a full buffer refuses the push.
+    refuse_when_full: bool,
     drops: DropCounter,
 }
 
@@ -49,7 +52,7 @@ impl MemoryBuffer {
             last_handed_out: first_id.checked_sub(1),
             next_id: first_id,
             max_events: config.max_events.get(),
-            block: config.when_full == WhenFull::Block,
+            refuse_when_full: config.when_full != WhenFull::DropOldest,
             drops,
         }
     }
@@ -67,7 +70,7 @@ impl MemoryBuffer {
         if self.events + n > self.max_events {
             // Dropping every batch not handed out would not be enough:
             // only acks of the handed-out ones make room.
-            if self.block || self.handed_out_events + n > self.max_events {
+            if self.refuse_when_full || self.handed_out_events + n > self.max_events {
                 return Err(PushError::Full);
             }
             let mut lost = Lost::default();
@@ -129,6 +132,10 @@ impl MemoryBuffer {
         self.handed_out_events = 0;
         let head = self.batches.front().map_or(self.next_id, |b| b.id);
         self.last_handed_out = head.checked_sub(1);
+    }
+
+    pub(super) fn drops(&mut self) -> &mut DropCounter {
+        &mut self.drops
     }
 
     pub(super) fn stats(&self) -> BufferStats {

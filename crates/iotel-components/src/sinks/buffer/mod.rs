@@ -4,6 +4,7 @@
 //! ```toml
 //! buffer = { type = "memory", max_events = 20000, when_full = "drop_oldest" }
 //! buffer = { type = "disk", max_size = "64MiB", when_full = "drop_oldest", fsync = "1s" }
+//! buffer = { type = "disk", when_full = "downsample", downsample_window = "1m", downsample_keep_one_in = 10 }
 //! ```
 //!
 //! One sink task owns one [`SinkBuffer`]: it [`push`](SinkBuffer::push)es
@@ -37,6 +38,14 @@
 //!   received = sent + discarded + `iotel_buffer_events`. Batches found lost
 //!   when a disk buffer is opened (damage from before this process) add no
 //!   events: nobody can tell how many they held.
+//! - `downsampled` ([`SinkBuffer::compact`]): `iotel_buffer_dropped_total`
+//!   counts the batches that were compacted (each is replaced, not lost:
+//!   the compacted batches that take their place are new batches, in
+//!   `iotel_buffer_records`); `iotel_component_discarded_events_total`
+//!   counts the events the compaction removed, net: events in minus events
+//!   out, the aggregate gauges it added being subtracted (10 samples of one
+//!   series in one window become 4 events: 6 discarded). The identity
+//!   above still holds.
 //! - `iotel_buffer_events`: events waiting, exact for both kinds (a disk
 //!   buffer keeps each waiting batch's event count in memory, 4 bytes a
 //!   batch, read from the records' native headers when it is opened).
@@ -55,7 +64,23 @@
 //!   closes without acknowledging it.
 //! - `block`: `push` returns [`PushError::Full`] (retryable); the sink stops
 //!   reading its input until an ack makes room.
-//! - `downsample`: not available yet; `validate` refuses it.
+//! - `downsample`: `push` returns [`PushError::Full`] as under `block`; the
+//!   sink, once no request of its awaits an answer, calls
+//!   [`SinkBuffer::compact`], which replaces the oldest batches with their
+//!   downsampled form (see `downsample.rs` for what is kept:
+//!   per series and `downsample_window` the last value with min, max and
+//!   count; ERROR logs and error spans whole, 1 in
+//!   `downsample_keep_one_in` of the rest), then pushes again. When
+//!   compaction frees nothing the new batch is dropped, counted as
+//!   `buffer_full` by the sink. The compacted batches are pushed at the
+//!   tail with new ids, so a downsampled backlog is delivered *after*
+//!   batches that were newer than it: ids must only grow, since the
+//!   receiver drops an id (the native protocol's sequence) at or below one
+//!   it has seen, and a batch cannot be put back at the head under a
+//!   lower id. The events keep their own timestamps; a receiver must take
+//!   them out of order (a Prometheus-compatible store refuses samples
+//!   older than its newest of their series unless out-of-order ingestion
+//!   is enabled).
 //!
 //! # Disk records
 //!
@@ -66,10 +91,16 @@
 //! Opening a disk buffer reads every waiting record once to learn its event
 //! count, so a full buffer costs one sequential read at start.
 
+mod compact;
 mod disk;
+pub mod downsample;
 mod memory;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_downsample;
+
+pub use compact::Compacted;
 
 pub use iotel_buffer::DropReason;
 
@@ -80,7 +111,7 @@ use iotel_engine::{ComponentMetrics, Counter, Gauge};
 use iotel_model::Events;
 use memory::MemoryBuffer;
 use serde::{Deserialize, Deserializer};
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -111,6 +142,12 @@ pub struct MemoryConfig {
     pub max_events: NonZeroUsize,
     #[serde(default)]
     pub when_full: WhenFull,
+    /// Only with `when_full = "downsample"`; see [`Downsample`].
+    #[serde(default)]
+    pub downsample_window: Option<Duration>,
+    /// Only with `when_full = "downsample"`; see [`Downsample`].
+    #[serde(default)]
+    pub downsample_keep_one_in: Option<NonZeroU32>,
 }
 
 /// `buffer = { type = "disk" }`.
@@ -130,6 +167,12 @@ pub struct DiskConfig {
     pub when_full: WhenFull,
     #[serde(default)]
     pub fsync: Fsync,
+    /// Only with `when_full = "downsample"`; see [`Downsample`].
+    #[serde(default)]
+    pub downsample_window: Option<Duration>,
+    /// Only with `when_full = "downsample"`; see [`Downsample`].
+    #[serde(default)]
+    pub downsample_keep_one_in: Option<NonZeroU32>,
 }
 
 /// `when_full`: what `push` does when the buffer has no room.
@@ -141,9 +184,41 @@ pub enum WhenFull {
     DropOldest,
     /// Refuse the batch until acks make room: backpressure on the source.
     Block,
-    /// Aggregate old batches to make room. Not available yet: refused by
-    /// [`BufferConfig::validate`].
+    /// Compact the oldest batches into coarser data to make room (counted):
+    /// see [`SinkBuffer::compact`].
     Downsample,
+}
+
+impl WhenFull {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::DropOldest => "drop_oldest",
+            WhenFull::Block => "block",
+            WhenFull::Downsample => "downsample",
+        }
+    }
+}
+
+/// How `when_full = "downsample"` compacts, with the defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downsample {
+    /// `downsample_window` (default 1m): metric samples of one series are
+    /// reduced to their last value with min, max and count per window.
+    pub window: Duration,
+    /// `downsample_keep_one_in` (default 10): of the logs below ERROR, 1
+    /// in this many per stream are kept; of the spans that are not errors,
+    /// those of 1 trace in this many.
+    pub keep_one_in: NonZeroU32,
+}
+
+impl Default for Downsample {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(60),
+            keep_one_in: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+        }
+    }
 }
 
 /// `fsync`: `"always"`, `"never"`, or how often, such as `"1s"`. See
@@ -221,6 +296,8 @@ impl Default for MemoryConfig {
         Self {
             max_events: default_max_events(),
             when_full: WhenFull::default(),
+            downsample_window: None,
+            downsample_keep_one_in: None,
         }
     }
 }
@@ -232,6 +309,8 @@ impl Default for DiskConfig {
             max_segment_size: None,
             when_full: WhenFull::default(),
             fsync: Fsync::default(),
+            downsample_window: None,
+            downsample_keep_one_in: None,
         }
     }
 }
@@ -256,9 +335,10 @@ impl DiskConfig {
     /// `first_id`.
     fn buffer_config(&self, dir: &Path, first_id: u64) -> iotel_buffer::BufferConfig {
         let when_full = match self.when_full {
-            WhenFull::Block => iotel_buffer::WhenFull::Block,
-            // `Downsample` was refused by `validate` before `open` got here.
-            WhenFull::DropOldest | WhenFull::Downsample => iotel_buffer::WhenFull::DropOldest,
+            // Under `downsample` a full buffer refuses the push, and the
+            // sink compacts (`SinkBuffer::compact`) before pushing again.
+            WhenFull::Block | WhenFull::Downsample => iotel_buffer::WhenFull::Block,
+            WhenFull::DropOldest => iotel_buffer::WhenFull::DropOldest,
         };
         iotel_buffer::BufferConfig {
             max_size: NonZeroU64::new(self.max_size.bytes()).unwrap_or(NonZeroU64::MIN),
@@ -271,15 +351,31 @@ impl DiskConfig {
     }
 }
 
-const DOWNSAMPLE_UNAVAILABLE: &str =
-    "downsample is not available yet; use \"drop_oldest\" or \"block\"";
-
 impl BufferConfig {
     /// `when_full`, whichever the kind.
     pub fn when_full(&self) -> WhenFull {
         match self {
             BufferConfig::Memory(c) => c.when_full,
             BufferConfig::Disk(c) => c.when_full,
+        }
+    }
+
+    /// `downsample_window` and `downsample_keep_one_in` as set (`None`:
+    /// not set).
+    fn downsample_keys(&self) -> (Option<Duration>, Option<NonZeroU32>) {
+        match self {
+            BufferConfig::Memory(c) => (c.downsample_window, c.downsample_keep_one_in),
+            BufferConfig::Disk(c) => (c.downsample_window, c.downsample_keep_one_in),
+        }
+    }
+
+    /// How `when_full = "downsample"` compacts, defaults filled in.
+    pub fn downsample(&self) -> Downsample {
+        let (window, keep_one_in) = self.downsample_keys();
+        let d = Downsample::default();
+        Downsample {
+            window: window.unwrap_or(d.window),
+            keep_one_in: keep_one_in.unwrap_or(d.keep_one_in),
         }
     }
 
@@ -294,8 +390,35 @@ impl BufferConfig {
             }
         };
         let mut p = Vec::new();
-        if self.when_full() == WhenFull::Downsample {
-            p.push(Problem::new(key("when_full"), DOWNSAMPLE_UNAVAILABLE));
+        let when_full = self.when_full();
+        let (window, keep_one_in) = self.downsample_keys();
+        let only_with_downsample = |name: &str| {
+            Problem::new(
+                key(name),
+                format!(
+                    "only used with when_full = \"downsample\", but when_full is \"{}\"; \
+                     remove {name} or set when_full = \"downsample\"",
+                    when_full.as_str()
+                ),
+            )
+        };
+        if when_full != WhenFull::Downsample {
+            if window.is_some() {
+                p.push(only_with_downsample("downsample_window"));
+            }
+            if keep_one_in.is_some() {
+                p.push(only_with_downsample("downsample_keep_one_in"));
+            }
+        } else if let Some(w) = window
+            && w.get() < std::time::Duration::from_millis(1)
+        {
+            p.push(Problem::new(
+                key("downsample_window"),
+                format!(
+                    "expected at least 1ms (metric timestamps are in milliseconds), such as \
+                     \"1m\", got \"{w}\""
+                ),
+            ));
         }
         let BufferConfig::Disk(c) = self else {
             return p;
@@ -501,6 +624,10 @@ pub struct Dropped {
     pub drop_oldest: Lost,
     pub corrupt: Lost,
     pub segment_missing: Lost,
+    /// Batches replaced by [`SinkBuffer::compact`], and the events that
+    /// compaction removed (net: in minus out). See the module docs,
+    /// "What is counted".
+    pub downsampled: Lost,
 }
 
 impl Dropped {
@@ -546,25 +673,47 @@ struct DropCounter {
     dropped: Dropped,
     /// By `DropReason::ALL` order.
     batches: [Counter; 3],
+    /// `iotel_buffer_dropped_total{reason="downsampled"}`: not an
+    /// `iotel_buffer` reason, that crate does not know what records mean.
+    downsampled: Counter,
     component: ComponentMetrics,
 }
 
+/// The reason label of compaction's counts.
+const DOWNSAMPLED: &str = "downsampled";
+
 impl DropCounter {
     fn new(metrics: &ComponentMetrics) -> Self {
-        let counter = |reason: DropReason| {
+        let counter = |reason: &str| {
             metrics.registry().counter(
                 "iotel_buffer_dropped_total",
                 "Batches a sink's buffer lost before its peer acknowledged them, by reason: \
                  drop_oldest (the buffer was full), corrupt (damaged on disk), segment_missing \
-                 (a disk buffer's segment file was deleted). Their events are in \
-                 iotel_component_discarded_events_total under the same reason.",
-                &[("component_id", metrics.id()), ("reason", reason.code())],
+                 (a disk buffer's segment file was deleted), downsampled (replaced by their \
+                 compacted form under when_full = downsample; the compacted batches are new \
+                 batches). Their events are in iotel_component_discarded_events_total under \
+                 the same reason; for downsampled only the events compaction removed, net.",
+                &[("component_id", metrics.id()), ("reason", reason)],
             )
         };
         Self {
             dropped: Dropped::default(),
-            batches: DropReason::ALL.map(counter),
+            batches: DropReason::ALL.map(|r| counter(r.code())),
+            downsampled: counter(DOWNSAMPLED),
             component: metrics.clone(),
+        }
+    }
+
+    /// Counts a compaction: `lost.batches` replaced, `lost.events` removed.
+    fn count_downsampled(&mut self, lost: Lost) {
+        self.dropped.downsampled.batches += lost.batches;
+        self.dropped.downsampled.events += lost.events;
+        self.downsampled.add(lost.batches);
+        if lost.events > 0 {
+            self.component.discarded(
+                DOWNSAMPLED,
+                usize::try_from(lost.events).unwrap_or(usize::MAX),
+            );
         }
     }
 
@@ -668,6 +817,8 @@ pub struct SinkBuffer {
     gauges: Gauges,
     /// `max_events` of a memory buffer, `max_size` of a disk one.
     capacity: u64,
+    /// What [`compact`](Self::compact) uses.
+    downsample: Downsample,
 }
 
 #[derive(Debug)]
@@ -719,6 +870,7 @@ impl SinkBuffer {
             gauges: Gauges::new(metrics, matches!(inner, Inner::Disk(_))),
             inner,
             capacity,
+            downsample: config.downsample(),
         };
         buffer.update_metrics();
         Ok(buffer)

@@ -15,17 +15,17 @@ struct Sink {
     buffer: BufferConfig,
 }
 
-fn parse(toml_text: &str) -> BufferConfig {
+pub(super) fn parse(toml_text: &str) -> BufferConfig {
     toml::from_str::<Sink>(toml_text).unwrap().buffer
 }
 
-fn parse_error(toml_text: &str) -> String {
+pub(super) fn parse_error(toml_text: &str) -> String {
     toml::from_str::<Sink>(toml_text).unwrap_err().to_string()
 }
 
 /// `n` log records whose messages name the batch `tag`; every batch of the
 /// same `n` encodes to the same size.
-fn batch(tag: u32, n: usize) -> Events {
+pub(super) fn batch(tag: u32, n: usize) -> Events {
     Events::Logs(
         (0..n)
             .map(|i| {
@@ -39,7 +39,7 @@ fn batch(tag: u32, n: usize) -> Events {
 }
 
 /// The bytes one batch of `n` takes in a segment.
-fn frame_len(n: usize) -> u64 {
+pub(super) fn frame_len(n: usize) -> u64 {
     let lens: Vec<usize> = (0..20)
         .map(|tag| {
             native::encode("", 0, &batch(tag, n), Compression::Snappy)
@@ -51,12 +51,12 @@ fn frame_len(n: usize) -> u64 {
     (iotel_buffer::HEADER_LEN + lens[0]) as u64
 }
 
-fn metrics() -> ComponentMetrics {
+pub(super) fn metrics() -> ComponentMetrics {
     ComponentMetrics::detached("out", "iotel")
 }
 
 /// The value of the series `name` whose labels include `labels`.
-fn value(m: &ComponentMetrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(super) fn value(m: &ComponentMetrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     m.registry()
         .snapshot()
         .into_iter()
@@ -64,11 +64,11 @@ fn value(m: &ComponentMetrics, name: &str, labels: &[(&str, &str)]) -> Option<f6
         .map(|s| s.value)
 }
 
-fn buffer_dropped(m: &ComponentMetrics, reason: &str) -> Option<f64> {
+pub(super) fn buffer_dropped(m: &ComponentMetrics, reason: &str) -> Option<f64> {
     value(m, "iotel_buffer_dropped_total", &[("reason", reason)])
 }
 
-fn discarded(m: &ComponentMetrics, reason: &str) -> Option<f64> {
+pub(super) fn discarded(m: &ComponentMetrics, reason: &str) -> Option<f64> {
     value(
         m,
         "iotel_component_discarded_events_total",
@@ -76,35 +76,37 @@ fn discarded(m: &ComponentMetrics, reason: &str) -> Option<f64> {
     )
 }
 
-fn memory(max_events: usize, when_full: WhenFull) -> BufferConfig {
+pub(super) fn memory(max_events: usize, when_full: WhenFull) -> BufferConfig {
     BufferConfig::Memory(MemoryConfig {
         max_events: NonZeroUsize::new(max_events).unwrap(),
         when_full,
+        ..MemoryConfig::default()
     })
 }
 
 /// A disk buffer of `segments` segments of `per_segment` batches of `n`
 /// events each, synced on every push.
-fn disk(n: usize, per_segment: u64, segments: u64, when_full: WhenFull) -> BufferConfig {
+pub(super) fn disk(n: usize, per_segment: u64, segments: u64, when_full: WhenFull) -> BufferConfig {
     let segment = per_segment * frame_len(n);
     BufferConfig::Disk(DiskConfig {
         max_size: ByteSize(segments * segment),
         max_segment_size: Some(ByteSize(segment)),
         when_full,
         fsync: Fsync::Always,
+        ..DiskConfig::default()
     })
 }
 
-fn open(config: &BufferConfig, dir: &Path, m: &ComponentMetrics) -> SinkBuffer {
+pub(super) fn open(config: &BufferConfig, dir: &Path, m: &ComponentMetrics) -> SinkBuffer {
     SinkBuffer::open(config, dir, m).unwrap()
 }
 
-fn next(b: &mut SinkBuffer) -> Buffered {
+pub(super) fn next(b: &mut SinkBuffer) -> Buffered {
     b.next().unwrap().expect("a batch")
 }
 
 /// Every batch available, as (id, events).
-fn drain(b: &mut SinkBuffer) -> Vec<(u64, Events)> {
+pub(super) fn drain(b: &mut SinkBuffer) -> Vec<(u64, Events)> {
     std::iter::from_fn(|| b.next().unwrap().map(|x| (x.id, x.events))).collect()
 }
 
@@ -118,7 +120,7 @@ fn now_us() -> u64 {
     .unwrap()
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -142,6 +144,8 @@ fn a_sink_without_a_buffer_table_gets_a_memory_buffer_with_its_defaults() {
     let want = BufferConfig::Memory(MemoryConfig {
         max_events: NonZeroUsize::new(20_000).unwrap(),
         when_full: WhenFull::DropOldest,
+        downsample_window: None,
+        downsample_keep_one_in: None,
     });
     assert_eq!(parse(""), want);
     assert_eq!(parse("buffer = { type = \"memory\" }"), want);
@@ -169,6 +173,8 @@ fn every_disk_key_is_read() {
             max_segment_size: Some(ByteSize(1 << 20)),
             when_full: WhenFull::Block,
             fsync: Fsync::Always,
+            downsample_window: None,
+            downsample_keep_one_in: None,
         })
     );
     assert_eq!(c.validate("buffer"), vec![]);
@@ -227,14 +233,17 @@ fn fsync_takes_always_never_or_a_duration() {
 fn an_unknown_key_is_refused_with_the_keys_there_are() {
     let e = parse_error("buffer = { type = \"memory\", max_event = 5 }");
     assert!(
-        e.contains("unknown field `max_event`, expected `max_events` or `when_full`"),
+        e.contains(
+            "unknown field `max_event`, expected one of `max_events`, `when_full`, \
+             `downsample_window`, `downsample_keep_one_in`"
+        ),
         "{e}"
     );
     let e = parse_error("buffer = { type = \"disk\", max_events = 5 }");
     assert!(
         e.contains(
             "unknown field `max_events`, expected one of `max_size`, `max_segment_size`, \
-             `when_full`, `fsync`"
+             `when_full`, `fsync`, `downsample_window`, `downsample_keep_one_in`"
         ),
         "{e}"
     );
@@ -272,17 +281,19 @@ fn zero_max_events_is_refused() {
 }
 
 #[test]
-fn downsample_is_refused_until_it_exists() {
+fn downsample_is_valid_for_both_kinds_with_a_1m_window_keeping_1_in_10() {
     for kind in ["memory", "disk"] {
         let c = parse(&format!(
             "buffer = {{ type = \"{kind}\", when_full = \"downsample\" }}"
         ));
+        assert_eq!(c.validate("buffer"), vec![], "{kind}");
+        assert_eq!(c.when_full(), WhenFull::Downsample, "{kind}");
         assert_eq!(
-            c.validate("buffer"),
-            vec![Problem::new(
-                "buffer.when_full",
-                "downsample is not available yet; use \"drop_oldest\" or \"block\""
-            )],
+            c.downsample(),
+            Downsample {
+                window: Duration::from_secs(60),
+                keep_one_in: NonZeroU32::new(10).unwrap(),
+            },
             "{kind}"
         );
     }
@@ -333,11 +344,13 @@ fn a_zero_fsync_interval_and_a_segment_no_larger_than_a_header_are_refused() {
 #[test]
 fn open_refuses_a_config_validate_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let c = memory(10, WhenFull::Downsample);
+    let c = parse("buffer = { type = \"memory\", downsample_keep_one_in = 5 }");
     let e = SinkBuffer::open(&c, dir.path(), &metrics()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "buffer.when_full: downsample is not available yet; use \"drop_oldest\" or \"block\""
+        "buffer.downsample_keep_one_in: only used with when_full = \"downsample\", but \
+         when_full is \"drop_oldest\"; remove downsample_keep_one_in or set when_full = \
+         \"downsample\""
     );
 }
 
@@ -436,7 +449,7 @@ fn the_gauges_show_what_waits_and_every_drop_reason_starts_at_zero() {
     for (kind, config, path) in kinds(dir.path()) {
         let m = metrics();
         let mut b = open(&config, &path, &m);
-        for reason in ["drop_oldest", "corrupt", "segment_missing"] {
+        for reason in ["drop_oldest", "corrupt", "segment_missing", "downsampled"] {
             assert_eq!(buffer_dropped(&m, reason), Some(0.0), "{kind} {reason}");
         }
         let gauge = |name| value(&m, name, &[("component_id", "out")]);
@@ -854,7 +867,11 @@ proptest! {
     ) {
         let m = metrics();
         let when_full = if block { WhenFull::Block } else { WhenFull::DropOldest };
-        let config = MemoryConfig { max_events: NonZeroUsize::new(max).unwrap(), when_full };
+        let config = MemoryConfig {
+            max_events: NonZeroUsize::new(max).unwrap(),
+            when_full,
+            ..MemoryConfig::default()
+        };
         let mut b = MemoryBuffer::new(&config, 100, DropCounter::new(&m));
         // (id, events), oldest first; the first `handed` are handed out.
         let mut model: Vec<(u64, usize)> = Vec::new();

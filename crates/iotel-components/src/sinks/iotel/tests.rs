@@ -3,7 +3,10 @@
 use super::*;
 use crate::sources;
 use iotel_engine::shutdown::{self, ShutdownTrigger};
-use iotel_engine::{ComponentKey, ComponentMetrics, Input, Output, SourceContext, TestReceiver};
+use iotel_engine::{
+    Batch, ComponentError, ComponentKey, ComponentMetrics, Input, Output, SourceContext,
+    TestReceiver,
+};
 use iotel_model::LogRecord;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -101,7 +104,7 @@ fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
         tx: Some(tx),
         metrics,
         trigger,
-        task: tokio::spawn(sink.deliver(cx)),
+        task: tokio::spawn(Box::new(sink).run(cx)),
     }
 }
 

@@ -5,12 +5,15 @@
 
 use super::*;
 use http_body_util::BodyExt;
-use iotel_engine::{Batch, ComponentKey, ComponentMetrics, Input, Shutdown, ShutdownTrigger};
+use iotel_engine::{
+    Batch, ComponentError, ComponentKey, ComponentMetrics, Input, Shutdown, ShutdownTrigger,
+};
 use iotel_model::{Labels, Metric, MetricType};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -36,7 +39,9 @@ fn defaults_are_the_documented_ones() {
     assert!(c.validate().is_empty());
     assert_eq!(c.batch.max_samples.get(), 500);
     assert_eq!(c.batch.timeout, Duration::from_secs(1));
-    assert_eq!(c.queue.max_samples.get(), 20_000);
+    assert!(
+        matches!(c.buffer, crate::sinks::buffer::BufferConfig::Memory(ref m) if m.max_events.get() == 20_000)
+    );
     assert_eq!(c.request_timeout, Duration::from_secs(10));
     assert_eq!(c.retry.initial_backoff, Duration::from_millis(100));
     assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
@@ -117,7 +122,7 @@ fn every_other_mistake_is_reported_at_once() {
         r#"endpoint = "http://h/w"
 request_timeout = "0s"
 batch = { max_samples = 5000, timeout = "0s" }
-queue = { max_samples = 1000 }
+buffer = { type = "memory", max_events = 1000 }
 retry = { initial_backoff = "1s", max_backoff = "500ms" }
 headers = { "Content-Type" = "text/plain", "bad name" = "x", "X-Ok" = "line\nbreak" }
 "#,
@@ -128,7 +133,7 @@ headers = { "Content-Type" = "text/plain", "bad name" = "x", "X-Ok" = "line\nbre
             "batch.timeout: expected a duration above 0s, such as \"1s\"",
             "request_timeout: expected a duration above 0s, such as \"10s\"",
             "retry.max_backoff: expected at least retry.initial_backoff (1s), got 500ms",
-            "queue.max_samples: expected at least batch.max_samples (5000), got 1000",
+            "buffer.max_events: expected at least batch.max_samples (5000), got 1000",
             "headers.Content-Type: Content-Type is set by the sink itself and cannot be configured",
             "headers.X-Ok: invalid header value: expected visible ASCII characters and spaces",
             "headers.bad name: invalid header name",
@@ -306,7 +311,7 @@ impl Running {
         Running {
             tx: Some(tx),
             metrics,
-            task: tokio::spawn(sink.deliver(cx)),
+            task: tokio::spawn(Box::new(sink).run(cx)),
             next_value: 0,
         }
     }
@@ -402,7 +407,7 @@ headers = { "X-Scope-OrgID" = "tenant-7" }"#,
         assert_eq!(m.meta.kind, MetricType::Gauge);
     }
     assert_eq!(metrics.sent_total(), 3);
-    for reason in ["rejected", "queue_full", "shutdown"] {
+    for reason in ["rejected", "drop_oldest", "shutdown"] {
         assert_eq!(metrics.discards(reason).get(), 0, "{reason}");
     }
 }
@@ -504,7 +509,7 @@ retry = { initial_backoff = "10ms" }"#,
 }
 
 #[tokio::test]
-async fn while_the_peer_stalls_input_is_queued_and_the_oldest_dropped_when_full() {
+async fn while_the_peer_stalls_input_is_buffered_and_the_oldest_dropped_when_full() {
     let gate = Arc::new(Notify::new());
     let mut stalled = reply(503);
     stalled.gate = Some(gate.clone());
@@ -512,19 +517,23 @@ async fn while_the_peer_stalls_input_is_queued_and_the_oldest_dropped_when_full(
     let mut sink = Running::start(
         &peer.endpoint(),
         r#"batch = { max_samples = 2, timeout = "1h" }
-queue = { max_samples = 4 }
+buffer = { type = "memory", max_events = 4 }
 retry = { initial_backoff = "10ms" }"#,
     );
     sink.send(2).await; // 0, 1: sent at once and held by the peer
     eventually("the first request", || peer.requests() == 1).await;
-    sink.send(6).await; // 2..8: room for two behind the batch in flight
-    eventually("the drops", || sink.discarded("queue_full") == 4).await;
+    // 2..8 in three batches: room for one behind the batch in flight, so
+    // each new one pushes out the one before.
+    sink.send(2).await;
+    sink.send(2).await;
+    sink.send(2).await;
+    eventually("the drops", || sink.discarded("drop_oldest") == 4).await;
     gate.notify_one(); // 503, then the retry and the rest go through
     eventually("delivery", || sink.sent() == 4).await;
     let metrics = sink.close().await;
     assert_eq!(peer.values(), [series(0..2), series(0..2), series(6..8)]);
     assert_eq!(metrics.errors("http_5xx").get(), 1);
-    assert_eq!(metrics.discards("queue_full").get(), 4);
+    assert_eq!(metrics.discards("drop_oldest").get(), 4);
     assert_eq!(metrics.discards("shutdown").get(), 0);
 }
 
