@@ -97,7 +97,8 @@ impl CompressionName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Events per request at most (default 20,000).
+    /// Events per request, about: batches join a request while it holds
+    /// fewer (default 20,000).
     #[serde(default = "default_batch_max_events")]
     pub max_events: NonZeroUsize,
     /// A request goes out once the oldest waiting batch is this old
@@ -281,9 +282,12 @@ struct NativeProtocol {
 }
 
 impl Protocol for NativeProtocol {
+    /// A batch joins while the frame has room left, even if it then goes
+    /// past `max_events` by part of itself: a batch that did not fit would
+    /// have to be held decoded (a scrape: ~250 KB) while a backlog waits.
     fn fits(&self, events: &Events) -> bool {
         self.builder.signal().is_none_or(|have| {
-            have == events.signal() && self.builder.records() + events.len() <= self.max_events
+            have == events.signal() && self.builder.records() < self.max_events
         })
     }
 

@@ -203,7 +203,11 @@ async fn what_the_receiver_already_has_is_acknowledged_not_sent_again() {
     let addr = free_addr();
     let mut rcv = receiver(addr, dir.path(), "").await;
     let endpoint = format!("http://{addr}");
-    let a = agent(&endpoint, dir.path(), "buffer = { type = \"memory\" }");
+    let a = agent(
+        &endpoint,
+        dir.path(),
+        "buffer = { type = \"memory\" }\nbatch = { timeout = \"10ms\" }",
+    );
     a.send(0..3).await;
     assert_eq!(rcv.take(3).await, numbers(0..3));
     wait_until("sent", || a.metrics.sent_total() == 3).await;
