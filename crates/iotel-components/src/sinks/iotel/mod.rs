@@ -286,9 +286,9 @@ impl Protocol for NativeProtocol {
     /// past `max_events` by part of itself: a batch that did not fit would
     /// have to be held decoded (a scrape: ~250 KB) while a backlog waits.
     fn fits(&self, events: &Events) -> bool {
-        self.builder.signal().is_none_or(|have| {
-            have == events.signal() && self.builder.records() < self.max_events
-        })
+        self.builder
+            .signal()
+            .is_none_or(|have| have == events.signal() && self.builder.records() < self.max_events)
     }
 
     fn add(&mut self, events: Events) {
