@@ -16,31 +16,9 @@ SERIES=2000
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iotel-target}"
 
 IOTEL="$(scripts/build-edge)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-counter() { # URL METRIC-REGEX: sums matching sample values
-  curl -sf "$1" | awk -v re="$2" '$0 !~ /^#/ && $1 ~ re {s+=$NF} END {printf "%d", s}'
-}
+source bench/lib.sh
+serve_target "$SERIES"
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-
-# The target: 200 gauge families x 10 series each, served as a static file.
-mkdir -p "$WORK/target"
-python3 - "$WORK/target/metrics" "$SERIES" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as f:
-    for fam in range(n // 10):
-        f.write(f"# HELP bench_sensor_{fam} A benchmark sensor.\n# TYPE bench_sensor_{fam} gauge\n")
-        for i in range(10):
-            f.write(f'bench_sensor_{fam}{{device="d{i}",zone="z{fam % 7}"}} {fam * 10 + i}.5\n')
-PY
-TARGET_PORT=$(free_port)
-(cd "$WORK/target" && exec python3 -m http.server "$TARGET_PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
-PIDS+=($!)
 
 # The receiver: counts what arrives, writes nothing.
 RECV_PORT=$(free_port)
@@ -93,6 +71,7 @@ echo "steady state: 60 s"
 steady=()
 for _ in $(seq 60); do steady+=("$(rss_kb "$AGENT_PID")"); sleep 1; done
 steady_rss=$(printf '%s\n' "${steady[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+steady_peak=$(printf '%s\n' "${steady[@]}" | sort -n | tail -1)
 
 echo "outage: ${OUTAGE} s"
 kill -TERM "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true
@@ -124,7 +103,8 @@ sent=$(awk '/final totals/ && /component=up / {for(i=1;i<=NF;i++) if($i ~ /^sent
 discarded=$(awk '/final totals/ && /component=up / {for(i=1;i<=NF;i++) if($i ~ /^discarded=/){sub("discarded=","",$i); print $i}}' "$WORK/agent.log")
 
 echo
-printf '%-40s %s\n' "agent RSS, steady before the outage" "${steady_rss} KiB"
+printf '%-40s %s\n' "agent RSS before the outage, median" "${steady_rss} KiB"
+printf '%-40s %s\n' "agent RSS before the outage, peak" "${steady_peak} KiB"
 printf '%-40s %s\n' "agent RSS, peak during the outage" "${peak} KiB"
 printf '%-40s %s\n' "agent RSS, peak while draining" "${drain_peak} KiB"
 printf '%-40s %s\n' "backlog after the outage" "${backlog} batches, ${backlog_bytes} bytes on disk"

@@ -16,27 +16,8 @@ command -v /usr/bin/time >/dev/null || { echo "install the 'time' package" >&2; 
 command -v prometheus >/dev/null || { echo "install the 'prometheus' package" >&2; exit 1; }
 
 IOTEL="$(scripts/build-edge)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# The target: 200 gauge families x 10 series each, served as a static file.
-mkdir -p "$WORK/target"
-python3 - "$WORK/target/metrics" "$SERIES" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as f:
-    for fam in range(n // 10):
-        f.write(f"# HELP bench_sensor_{fam} A benchmark sensor.\n# TYPE bench_sensor_{fam} gauge\n")
-        for i in range(10):
-            f.write(f'bench_sensor_{fam}{{device="d{i}",zone="z{fam % 7}"}} {fam * 10 + i}.5\n')
-PY
-TARGET_PORT=$(free_port)
-(cd "$WORK/target" && exec python3 -m http.server "$TARGET_PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
-PIDS+=($!)
+source bench/lib.sh
+serve_target "$SERIES"
 
 # The receiver: a real Prometheus with remote write on.
 RECV_PORT=$(free_port)
@@ -68,9 +49,6 @@ print(f"{max(rss)} {statistics.median(half):.0f} {(t1-t0)/hz/d*100:.2f}")
 PY
 }
 
-counter() { # URL METRIC-REGEX: sums matching sample values
-  curl -sf "$1" | awk -v re="$2" '$0 !~ /^#/ && $1 ~ re {s+=$NF} END {printf "%d", s}'
-}
 
 # --- iotel agent ---
 API_PORT=$(free_port)

@@ -106,6 +106,20 @@ fn assert_exactly_once(seqs: &[u64], n: u64, what: &str) {
     }
 }
 
+/// Waits until `total` run1 records arrived and the agent holds nothing
+/// more, then checks each arrived exactly once, in order.
+fn all_arrived_once(agent: &Iotel, rcv: &Iotel, total: u64) {
+    wait_for("everything to arrive", Duration::from_secs(60), || {
+        (count(rcv.dir(), "run1") as u64 >= total).then_some(())
+    });
+    wait_for(
+        "the agent's buffer to empty",
+        Duration::from_secs(30),
+        || (up(agent, "iotel_buffer_records", &[]) == 0.0).then_some(()),
+    );
+    assert_exactly_once(&received(rcv.dir())["run1"], total, "run1");
+}
+
 const DISK: &str = r#"{ type = "disk", max_size = "16MiB" }"#;
 
 #[test]
@@ -191,15 +205,7 @@ fn a_receiver_killed_repeatedly_loses_nothing_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(200 * round));
         rcv = Iotel::restart_in(dir, api, &role);
     }
-    wait_for("everything to arrive", Duration::from_secs(60), || {
-        (count(rcv.dir(), "run1") >= total).then_some(())
-    });
-    wait_for(
-        "the agent's buffer to empty",
-        Duration::from_secs(30),
-        || (agent.metric("iotel_buffer_records", &["component_id=\"up\""]) == 0.0).then_some(()),
-    );
-    assert_exactly_once(&received(rcv.dir())["run1"], total as u64, "run1");
+    all_arrived_once(&agent, &rcv, total as u64);
     assert_eq!(
         agent.metric(
             "iotel_component_sent_events_total",
@@ -256,15 +262,7 @@ fn every_network_fault_between_agent_and_receiver_ends_with_each_record_once() {
             || (count(rcv.dir(), "run1") > before || before >= total).then_some(()),
         );
     }
-    wait_for("everything to arrive", Duration::from_secs(60), || {
-        (count(rcv.dir(), "run1") >= total).then_some(())
-    });
-    wait_for(
-        "the agent's buffer to empty",
-        Duration::from_secs(30),
-        || (agent.metric("iotel_buffer_records", &["component_id=\"up\""]) == 0.0).then_some(()),
-    );
-    assert_exactly_once(&received(rcv.dir())["run1"], total as u64, "run1");
+    all_arrived_once(&agent, &rcv, total as u64);
     // The faults were felt: failed attempts and retransmits were counted.
     let errors = agent.metric("iotel_component_errors_total", &["component_id=\"up\""]);
     assert!(errors >= 4.0, "{errors} failed attempts");
