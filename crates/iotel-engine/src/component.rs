@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// A component's running task.
@@ -110,44 +111,97 @@ impl From<Events> for Batch {
 /// safe (the native protocol's receiver) sends a batch with
 /// [`Output::send_acked`] and waits. Every copy of the batch downstream holds
 /// a clone of its `Ack`; transforms pass it to what they emit from the batch.
-/// The source's wait ends once every clone is gone: each sink drops its clone
-/// when the events are safe (in its disk buffer, written to its file,
-/// delivered) or counted as discarded, and a transform that emits nothing
-/// from a batch drops it at once.
 ///
-/// An `Ack` never fails: "done" means handled and accounted for, not
-/// necessarily delivered; every drop has its own counter.
-#[derive(Debug, Clone, Default)]
-pub struct Ack(Option<Arc<oneshot::Sender<()>>>);
+/// Each holder calls [`done`](Ack::done) once its copy is handled: a sink
+/// when the events are safe (in its disk buffer, written to its file) or
+/// deliberately dropped by its policy, a transform once it passed on what it
+/// made of the batch (nothing, for a filter). A clone dropped without `done`
+/// — a sink that could not store the batch, a channel dropped at shutdown, a
+/// consumer that is gone — fails the whole acknowledgement, so the source can
+/// tell its peer to send the batch again. [`Input::recv`] calls `done` on
+/// receipt, for sinks that hold events in memory only.
+#[derive(Debug, Default)]
+pub struct Ack {
+    shared: Option<Arc<AckShared>>,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct AckShared {
+    failed: AtomicBool,
+    tx: Option<oneshot::Sender<bool>>,
+}
+
+impl Drop for AckShared {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(!self.failed.load(Ordering::Relaxed));
+        }
+    }
+}
+
+impl Clone for Ack {
+    fn clone(&self) -> Self {
+        Ack {
+            shared: self.shared.clone(),
+            done: false,
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(s) = &self.shared
+        {
+            s.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Ack {
     /// An acknowledgement nobody waits for.
     pub fn none() -> Self {
-        Ack(None)
+        Ack::default()
     }
 
     /// Whether a source waits on this acknowledgement.
     pub fn is_awaited(&self) -> bool {
-        self.0.is_some()
+        self.shared.is_some()
+    }
+
+    /// This copy of the batch is handled.
+    pub fn done(mut self) {
+        self.done = true;
     }
 
     /// A new acknowledgement and the future that completes once it and
-    /// every clone of it are dropped.
+    /// every clone of it are gone.
     pub fn new() -> (Ack, Acked) {
         let (tx, rx) = oneshot::channel();
-        (Ack(Some(Arc::new(tx))), Acked(rx))
+        let shared = AckShared {
+            failed: AtomicBool::new(false),
+            tx: Some(tx),
+        };
+        (
+            Ack {
+                shared: Some(Arc::new(shared)),
+                done: false,
+            },
+            Acked(rx),
+        )
     }
 }
 
-/// Completes once every clone of its [`Ack`] is dropped.
+/// Completes once every clone of its [`Ack`] is gone.
 #[derive(Debug)]
-pub struct Acked(oneshot::Receiver<()>);
+pub struct Acked(oneshot::Receiver<bool>);
 
 impl Acked {
-    /// Waits until every copy of the batch is handled.
-    pub async fn wait(self) {
-        // The sender is never used: all clones dropped closes the channel.
-        let _ = self.0.await;
+    /// Waits until every copy of the batch is handled: `true` when each was
+    /// marked done, `false` when any was dropped without.
+    pub async fn wait(self) -> bool {
+        self.0.await.unwrap_or(false)
     }
 }
 
@@ -223,14 +277,18 @@ impl Output {
 pub struct TestReceiver(mpsc::Receiver<Batch>);
 
 impl TestReceiver {
-    /// The next batch's events; its acknowledgement is dropped (done).
+    /// The next batch's events; its acknowledgement is given (done).
     pub async fn recv(&mut self) -> Option<Events> {
-        self.0.recv().await.map(|b| b.events)
+        let Batch { events, ack } = self.0.recv().await?;
+        ack.done();
+        Some(events)
     }
 
     /// The next batch's events if one is waiting.
     pub fn try_recv(&mut self) -> Option<Events> {
-        self.0.try_recv().ok().map(|b| b.events)
+        let Batch { events, ack } = self.0.try_recv().ok()?;
+        ack.done();
+        Some(events)
     }
 
     /// The next batch with its acknowledgement.
@@ -255,7 +313,9 @@ impl Input {
     /// acknowledgement is given at once: for sinks that hold events only in
     /// memory, receiving is as safe as they get.
     pub async fn recv(&mut self) -> Option<Events> {
-        self.recv_batch().await.map(|b| b.events)
+        let Batch { events, ack } = self.recv_batch().await?;
+        ack.done();
+        Some(events)
     }
 
     /// The next batch with its acknowledgement, for a sink that makes events

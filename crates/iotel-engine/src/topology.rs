@@ -201,6 +201,7 @@ async fn run_transform(
         for ev in buf.drain(..) {
             out.send_with(ev, ack.clone()).await;
         }
+        ack.done();
     }
     t.flush(&mut buf);
     for ev in buf.drain(..) {
@@ -338,9 +339,10 @@ mod tests {
         }
     }
 
-    /// Sends one batch and waits for its acknowledgement, then sets `done`.
+    /// Sends one batch and waits for its acknowledgement, then records the
+    /// outcome: 1 handled, 2 failed.
     struct AckedOnce {
-        done: Arc<AtomicBool>,
+        outcome: Arc<AtomicU64>,
     }
 
     impl Source for AckedOnce {
@@ -349,8 +351,8 @@ mod tests {
                 let batch = Events::Logs(vec![LogRecord::new(0, "a".to_string())]);
                 let (open, acked) = cx.out.send_acked(batch).await;
                 assert!(open);
-                acked.wait().await;
-                self.done.store(true, Ordering::SeqCst);
+                let ok = acked.wait().await;
+                self.outcome.store(if ok { 1 } else { 2 }, Ordering::SeqCst);
                 cx.shutdown.wait().await;
                 Ok(())
             })
@@ -381,16 +383,24 @@ mod tests {
         panic!("timed out waiting until {what}");
     }
 
-    #[tokio::test]
-    async fn an_acknowledgement_completes_once_every_copy_downstream_is_handled() {
-        let done = Arc::new(AtomicBool::new(false));
+    /// Runs source → twice → sink a, and source → sink b; returns the
+    /// outcome cell and what each sink holds once a holds 2 and b 1.
+    async fn acked_graph() -> (
+        Arc<AtomicU64>,
+        Arc<Mutex<Vec<Batch>>>,
+        Arc<Mutex<Vec<Batch>>>,
+        RunningTopology,
+    ) {
+        let outcome = Arc::new(AtomicU64::new(0));
         let held_a = Arc::new(Mutex::new(Vec::new()));
         let held_b = Arc::new(Mutex::new(Vec::new()));
         let nodes = vec![
             node(
                 "src",
                 &[],
-                BuiltComponent::Source(Box::new(AckedOnce { done: done.clone() })),
+                BuiltComponent::Source(Box::new(AckedOnce {
+                    outcome: outcome.clone(),
+                })),
             ),
             node(
                 "twice",
@@ -413,17 +423,44 @@ mod tests {
             held_a.lock().unwrap().len() == 2 && held_b.lock().unwrap().len() == 1
         })
         .await;
+        (outcome, held_a, held_b, running)
+    }
+
+    fn done_all(held: &Mutex<Vec<Batch>>) {
+        for b in held.lock().unwrap().drain(..) {
+            b.ack.done();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_completes_once_every_copy_downstream_is_handled() {
+        let (outcome, held_a, held_b, running) = acked_graph().await;
         assert!(held_a.lock().unwrap().iter().all(|b| b.ack.is_awaited()));
         // One of the transform's two outputs handled: not done yet.
-        held_a.lock().unwrap().pop();
-        held_b.lock().unwrap().clear();
+        held_a.lock().unwrap().pop().unwrap().ack.done();
+        done_all(&held_b);
         tokio::task::yield_now().await;
-        assert!(!done.load(Ordering::SeqCst));
-        held_a.lock().unwrap().clear();
+        assert_eq!(outcome.load(Ordering::SeqCst), 0);
+        done_all(&held_a);
         wait_until("the source saw the acknowledgement", || {
-            done.load(Ordering::SeqCst)
+            outcome.load(Ordering::SeqCst) != 0
         })
         .await;
+        assert_eq!(outcome.load(Ordering::SeqCst), 1, "handled");
+        assert!(running.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn one_copy_dropped_unhandled_fails_the_acknowledgement() {
+        let (outcome, held_a, held_b, running) = acked_graph().await;
+        done_all(&held_a);
+        // Sink b could not store its copy.
+        held_b.lock().unwrap().clear();
+        wait_until("the source saw the acknowledgement", || {
+            outcome.load(Ordering::SeqCst) != 0
+        })
+        .await;
+        assert_eq!(outcome.load(Ordering::SeqCst), 2, "failed");
         assert!(running.stop(Duration::from_secs(5)).await);
     }
 

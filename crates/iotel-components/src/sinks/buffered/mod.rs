@@ -19,7 +19,8 @@
 //! - `rate` paces requests, a backlog after an outage included. Order is
 //!   strictly oldest first.
 //! - When the input closes the sink keeps sending for at most three
-//!   `request_timeout`s and never past the node's deadline; what is left
+//!   `request_timeout`s, and it stops at the node's deadline even while its
+//!   input is still open (held back by a full buffer); what is left
 //!   stays in a disk buffer for the next start, or is counted as discarded
 //!   (reason `shutdown`) from a memory buffer.
 
@@ -171,6 +172,11 @@ pub(crate) async fn deliver<P: Protocol>(
     let mut paced_until: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set once the node is stopping: a sink whose input stays open (held
+    // back by a full buffer, or fed by a receiver still answering) must
+    // still end within the node's deadline, accounting for what it holds.
+    let mut stopping = false;
+    let mut hard_deadline: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if d.retry_at.is_some_and(|t| t <= now) {
@@ -179,7 +185,7 @@ pub(crate) async fn deliver<P: Protocol>(
         if paced_until.is_some_and(|t| t <= now) {
             paced_until = None;
         }
-        if flush_deadline.is_some_and(|t| t <= now) {
+        if flush_deadline.is_some_and(|t| t <= now) || hard_deadline.is_some_and(|t| t <= now) {
             break;
         }
         if let Some(b) = blocked.take() {
@@ -216,10 +222,16 @@ pub(crate) async fn deliver<P: Protocol>(
             }
             _ => None,
         };
-        let wake = [d.retry_at, paced_until, batch_timer, flush_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let wake = [
+            d.retry_at,
+            paced_until,
+            batch_timer,
+            flush_deadline,
+            hard_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             batch = cx.input.recv_batch(), if !closing && blocked.is_none() => match batch {
                 Some(b) => blocked = d.push(b, policy, in_flight.is_none(), &cx)?,
@@ -231,6 +243,13 @@ pub(crate) async fn deliver<P: Protocol>(
                         .map(|t| t.checked_sub(FLUSH_MARGIN).unwrap_or(t));
                     flush_deadline = Some(node.map_or(own, |n| n.min(own)));
                 }
+            },
+            () = cx.shutdown.wait(), if !stopping => {
+                stopping = true;
+                hard_deadline = cx
+                    .shutdown
+                    .deadline()
+                    .map(|node| node.checked_sub(FLUSH_MARGIN).unwrap_or(node));
             },
             exchange = answer(&mut in_flight) => {
                 in_flight = None;
@@ -289,7 +308,9 @@ impl<P: Protocol> Driver<P> {
         closing
             || self.out.carry.is_some()
             || self.out.events >= self.s.max_events
-            || now_ms.saturating_sub(oldest) >= self.s.batch_timeout.as_millis() as u64
+            // Written "in the future": the clock stepped back; do not wait.
+            || now_ms < oldest
+            || now_ms - oldest >= self.s.batch_timeout.as_millis() as u64
     }
 
     /// Stores an input batch, in pieces of at most `max_events` so a
@@ -325,8 +346,24 @@ impl<P: Protocol> Driver<P> {
         cx: &SinkContext,
     ) -> Result<Option<Batch>, ComponentError> {
         match self.buffer.push(&b.events) {
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                b.ack.done();
+                Ok(None)
+            }
             Err(PushError::Full) if policy == WhenFull::Block => Ok(Some(b)),
+            // The disk is full or failing for now: hold the input back and
+            // try again, rather than drop what a peer may not send again.
+            Err(e @ PushError::Io(_)) if e.is_retryable() => {
+                let errors = cx.metrics.errors(e.code());
+                errors.inc();
+                if errors.get().is_power_of_two() {
+                    tracing::warn!(
+                        component = %cx.metrics.id(),
+                        "buffering failed ({e}); holding the input back and trying again"
+                    );
+                }
+                Ok(Some(b))
+            }
             Err(PushError::Full) if policy == WhenFull::Downsample => {
                 // Compaction rereads the backlog from its head, so nothing
                 // may be waiting for an answer.
@@ -339,6 +376,7 @@ impl<P: Protocol> Driver<P> {
                     cx.metrics.error("buffer_compact_failed");
                     ComponentError::new(format!("compacting the buffer failed: {e}"))
                 })?;
+                let Batch { events, ack } = b;
                 if compacted.freed {
                     tracing::info!(
                         component = %cx.metrics.id(),
@@ -348,10 +386,13 @@ impl<P: Protocol> Driver<P> {
                         self.s.unit,
                         compacted.events_out
                     );
-                    let again = self.buffer.push(&b.events);
-                    self.pushed(again, &b.events, cx);
+                    let again = self.buffer.push(&events);
+                    if again.is_ok() {
+                        ack.done();
+                    }
+                    self.pushed(again, &events, cx);
                 } else {
-                    self.pushed(Err(PushError::Full), &b.events, cx);
+                    self.pushed(Err(PushError::Full), &events, cx);
                 }
                 Ok(None)
             }
@@ -468,6 +509,21 @@ impl<P: Protocol> Driver<P> {
         {
             // The peer had ids below `next`: they were delivered, by an
             // earlier attempt whose answer was lost.
+            if next > last + 1 {
+                // The receiver has seen ids beyond this whole request: the
+                // request is acknowledged, but something is off.
+                tracing::warn!(
+                    component = %id,
+                    "{} already has ids up to {} from this agent, past this request's {first}..={last}: \
+                     is another agent using the same agent_id, or did the clock step back? The \
+                     request's {} {} are taken as delivered",
+                    self.s.peer,
+                    next - 1,
+                    n,
+                    self.s.unit
+                );
+                cx.metrics.error("sequence_ahead");
+            }
             let upto = next.min(last + 1) - 1;
             let had = self.out.events_below(next);
             self.ack(upto, cx)?;

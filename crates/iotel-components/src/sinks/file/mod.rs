@@ -14,7 +14,8 @@
 //! again if a later event belongs to it. Each batch is flushed to the
 //! operating system before the next is read; only then is the batch
 //! acknowledged to a source that waits for it (the `iotel` receiver answers
-//! its agent then).
+//! its agent then). A batch not written in full fails that acknowledgement,
+//! so the agent sends it again.
 //!
 //! A write that fails is logged and counted (`write_failed`, as an error and
 //! as discarded events) and the sink goes on with the next batch, reopening
@@ -179,17 +180,18 @@ impl Sink for FileSink {
     fn run(mut self: Box<Self>, mut cx: SinkContext) -> ComponentFuture {
         Box::pin(async move {
             let mut buf = Vec::new();
-            // The batch's acknowledgement is dropped (given) once its lines
-            // are written and flushed to the kernel, or counted as failed.
-            while let Some(iotel_engine::Batch { events, ack: _ack }) = cx.input.recv_batch().await
-            {
+            // The batch's acknowledgement is given once its lines are
+            // written and flushed to the kernel.
+            while let Some(iotel_engine::Batch { events, ack }) = cx.input.recv_batch().await {
                 let mut written = Vec::new();
+                let mut all_written = true;
                 for (path, events) in self.split(events) {
                     let n = events.len();
                     let path = match path {
                         Ok(p) => self.base_dir.join(p),
                         Err(e) => {
                             failed(&cx.metrics, "path_template_failed", n, &e);
+                            all_written = false;
                             continue;
                         }
                     };
@@ -200,12 +202,17 @@ impl Sink for FileSink {
                         Err(e) => {
                             failed(&cx.metrics, "write_failed", n, &e);
                             self.files.remove(&path);
+                            all_written = false;
                         }
                     }
                     written.push(path);
                 }
                 // What this batch did not write to has rolled over.
                 self.files.retain(|p, _| written.contains(p));
+                // A source waiting on the batch learns whether it is safe.
+                if all_written {
+                    ack.done();
+                }
             }
             Ok(())
         })

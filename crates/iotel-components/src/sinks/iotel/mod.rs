@@ -269,6 +269,12 @@ impl Sink for NativeSink {
     }
 }
 
+/// A request stops taking batches once its frame holds this much before
+/// compression, well inside a receiver's default `max_decoded_size` (32 MiB)
+/// and, compressed, `max_body_size` (8 MiB): large log records must not make
+/// a request the receiver refuses.
+const MAX_FRAME_BYTES: usize = 4 << 20;
+
 /// The native protocol's side of the delivery loop.
 #[derive(Debug)]
 struct NativeProtocol {
@@ -286,9 +292,11 @@ impl Protocol for NativeProtocol {
     /// past `max_events` by part of itself: a batch that did not fit would
     /// have to be held decoded (a scrape: ~250 KB) while a backlog waits.
     fn fits(&self, events: &Events) -> bool {
-        self.builder
-            .signal()
-            .is_none_or(|have| have == events.signal() && self.builder.records() < self.max_events)
+        self.builder.signal().is_none_or(|have| {
+            have == events.signal()
+                && self.builder.records() < self.max_events
+                && self.builder.approx_bytes() < MAX_FRAME_BYTES
+        })
     }
 
     fn add(&mut self, events: Events) {

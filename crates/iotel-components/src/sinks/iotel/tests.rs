@@ -277,3 +277,34 @@ async fn a_disk_buffer_keeps_undelivered_batches_for_the_next_start() {
     a.stop().await;
     rcv.stop().await;
 }
+
+#[tokio::test]
+async fn a_sink_held_back_by_a_full_buffer_still_stops_at_the_node_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let a = agent(
+        &format!("http://{addr}"),
+        dir.path(),
+        "buffer = { type = \"memory\", max_events = 4, when_full = \"block\" }\n\
+         batch = { max_events = 4, timeout = \"10ms\" }\n\
+         retry = { initial_backoff = \"10ms\", max_backoff = \"20ms\" }",
+    );
+    // Four fit; the fifth waits for room that never comes (no receiver).
+    for i in 0..5 {
+        a.send(i..i + 1).await;
+    }
+    wait_until("a failed attempt", || {
+        a.metrics.errors("connection_failed").get() >= 1
+    })
+    .await;
+    // The input stays open; only the node's deadline ends the sink.
+    a.trigger
+        .trigger_with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(1));
+    let result = tokio::time::timeout(std::time::Duration::from_secs(5), a.task)
+        .await
+        .expect("the sink ended by the deadline");
+    result.unwrap().unwrap();
+    // The memory buffer's four and the one held back: all counted.
+    assert_eq!(a.metrics.discards("shutdown").get(), 5);
+    drop(a.tx);
+}

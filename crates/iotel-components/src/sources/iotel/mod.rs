@@ -4,7 +4,8 @@
 //!
 //! - A batch is answered 200 only once every sink downstream has it safe
 //!   (in its disk buffer, written to its file; see `iotel_engine::Ack`), so
-//!   an agent acknowledges nothing the receiver could still lose.
+//!   an agent acknowledges nothing the receiver could still lose; a batch a
+//!   sink could not store is answered 503 (`not_stored`) and comes again.
 //! - Retransmits are dropped by (agent id, sequence) with a window that
 //!   survives restarts (`dedup.rs`): answered 409 with the next sequence
 //!   wanted, counted as discarded, reason `duplicate`. The window is written
@@ -171,6 +172,10 @@ impl NativeSource {
     }
 }
 
+/// A request body slower than this is refused: a stalled agent must not
+/// hold a connection (and the node's shutdown) forever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct Receiver {
     id: String,
     out: Output,
@@ -308,9 +313,16 @@ impl Receiver {
                     })?,
             ),
         };
-        let body = http_body_util::Limited::new(req.into_body(), self.max_body)
-            .collect()
+        let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
+        let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
             .await
+            .map_err(|_| {
+                Refusal::new(
+                    408,
+                    "body_timeout",
+                    format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
+                )
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     too_large("larger".into())
@@ -338,7 +350,6 @@ impl Receiver {
                 format!("{LAST_SEQUENCE} {last} is below the frame's sequence {first}"),
             ));
         }
-        self.metrics.received(n);
         if !lock(&self.busy).insert(header.agent_id.clone()) {
             return Err(Refusal::new(
                 503,
@@ -353,6 +364,8 @@ impl Receiver {
             busy: &self.busy,
             agent: header.agent_id.clone(),
         };
+        // Turned away as busy, the batch comes again: received only now.
+        self.metrics.received(n);
         let verdict = lock(&self.sequences).check(&header.agent_id, first, last);
         if let Verdict::Seen { next, whole } = verdict {
             self.metrics.discarded("duplicate", n);
@@ -381,7 +394,15 @@ impl Receiver {
                 "the receiver is shutting down",
             ));
         }
-        acked.wait().await;
+        if !acked.wait().await {
+            // Dropped downstream (counted there): the agent keeps it and
+            // sends it again.
+            return Err(Refusal::new(
+                503,
+                "not_stored",
+                "the batch could not be stored downstream; send it again",
+            ));
+        }
         let mut sequences = lock(&self.sequences);
         let evicted = sequences.evicted;
         let committed = sequences.commit(&header.agent_id, last);

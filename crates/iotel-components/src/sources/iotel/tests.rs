@@ -136,7 +136,7 @@ async fn a_batch_is_answered_only_once_downstream_has_it_safe() {
     // Still holding the batch: no answer yet.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!request.is_finished());
-    drop(held);
+    held.ack.done();
     let answered = request.await.unwrap();
     assert_eq!((answered.status, answered.body.as_str()), (200, ""));
     assert_eq!(
@@ -267,5 +267,31 @@ async fn bad_input_gets_a_4xx_with_the_reason_and_is_counted() {
     assert_eq!(r.metrics.errors("bad_sequence").get(), 1);
     // The receiver still takes good batches.
     assert_eq!(accepted(&mut r, good, None).await, logs(0..2));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_downstream_could_not_store_is_answered_503_and_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    let addr = r.addr;
+    let request =
+        tokio::spawn(async move { post(addr, frame("dev-1", 10, &logs(0..3)), Some(12)).await });
+    // The sink drops its copy without marking it done: it could not store it.
+    drop(r.rx.recv_batch().await.unwrap());
+    let answered = request.await.unwrap();
+    assert_eq!(
+        (answered.status, answered.body.as_str()),
+        (
+            503,
+            "the batch could not be stored downstream; send it again"
+        )
+    );
+    assert_eq!(r.metrics.errors("not_stored").get(), 1);
+    // Not recorded as delivered: the retransmit is taken.
+    assert_eq!(
+        accepted(&mut r, frame("dev-1", 10, &logs(0..3)), Some(12)).await,
+        logs(0..3)
+    );
     r.stop().await;
 }
