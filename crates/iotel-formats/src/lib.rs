@@ -4,3 +4,5 @@
 pub mod native;
 pub mod prometheus;
 pub mod remote_write;
+#[cfg(test)]
+mod strategies;

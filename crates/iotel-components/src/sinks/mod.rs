@@ -9,6 +9,8 @@ pub mod iotel;
 pub mod prometheus_exporter;
 pub mod prometheus_remote_write;
 
+pub use http_delivery::RetryConfig;
+
 use crate::{BuildContext, Problem};
 use iotel_engine::{SignalSet, Sink};
 use serde::Deserialize;

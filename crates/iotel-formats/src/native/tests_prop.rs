@@ -3,74 +3,21 @@
 
 use super::tests::{built_in, grouped, json, key};
 use super::*;
-use iotel_model::{
-    Exemplar, Labels, LogRecord, Metric, MetricMeta, MetricType, Severity, Span, SpanStatus,
-};
+use crate::strategies::{self, meta, timestamp, value};
+use iotel_model::{Exemplar, Labels, LogRecord, Metric, Severity, Span, SpanStatus};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use std::sync::Arc;
 
+/// Label names for the native codec: the dictionary takes any string.
+const NAMES: &[&str] = &["", "a", "device_id", "le", "zone", "ü"];
+
 fn labels() -> impl Strategy<Value = Labels> {
-    let name = select(vec!["", "a", "device_id", "le", "zone", "ü"]);
-    let value = select(vec!["", "1", "x", "d-17", "+Inf", "ünï\n\"", "a"]);
-    proptest::collection::vec((name, value), 0..4).prop_map(Labels::from_pairs)
-}
-
-fn value() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        any::<f64>(),
-        (-100_000i64..100_000).prop_map(|n| n as f64 / 10.0),
-        (-1000i64..1000).prop_map(|n| n as f64 / 1000.0),
-        Just(0.0),
-        Just(-0.0),
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(f64::NEG_INFINITY),
-        // Prometheus' staleness marker.
-        Just(f64::from_bits(0x7ff0_0000_0000_0002)),
-    ]
-}
-
-fn timestamp() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        -3i64..4,
-        any::<i64>(),
-        (0i64..100_000).prop_map(|d| 1_700_000_000_000 + d),
-    ]
-}
-
-fn meta() -> impl Strategy<Value = Arc<MetricMeta>> {
-    let kind = select(vec![
-        MetricType::Unknown,
-        MetricType::Counter,
-        MetricType::Gauge,
-        MetricType::Histogram,
-        MetricType::GaugeHistogram,
-        MetricType::Summary,
-        MetricType::Info,
-        MetricType::StateSet,
-    ]);
-    let text = || proptest::option::of(select(vec!["", "h", "seconds", "Ünï"]));
-    (select(vec!["", "up", "rtt"]), kind, text(), text()).prop_map(|(family, kind, help, unit)| {
-        Arc::new(MetricMeta {
-            family: Arc::from(family),
-            kind,
-            help: help.map(Arc::from),
-            unit: unit.map(Arc::from),
-        })
-    })
+    strategies::labels(NAMES)
 }
 
 fn exemplar() -> impl Strategy<Value = Option<Box<Exemplar>>> {
-    proptest::option::of((labels(), value(), proptest::option::of(timestamp()))).prop_map(|e| {
-        e.map(|(labels, value, timestamp_ms)| {
-            Box::new(Exemplar {
-                labels,
-                value,
-                timestamp_ms,
-            })
-        })
-    })
+    strategies::exemplar(NAMES)
 }
 
 /// Samples of a few series, so that series repeat and interleave.

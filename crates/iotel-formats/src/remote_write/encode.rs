@@ -553,6 +553,7 @@ impl WireMessage for Metadata<'_> {
 mod tests {
     use super::super::{decode, reference};
     use super::*;
+    use crate::strategies::{self, meta, timestamp, value};
     use iotel_model::Exemplar;
     use proptest::prelude::*;
     use proptest::sample::{Index, select};
@@ -645,62 +646,16 @@ mod tests {
         assert_eq!(Encoder::new().encode(&[]), reference_body(&[]).1);
     }
 
+    /// Names around `__name__` in byte order, and empties, which are left
+    /// off the wire.
+    const NAMES: &[&str] = &["", "Zone", "__name__", "_a", "a", "le", "job"];
+
     fn labels() -> impl Strategy<Value = Labels> {
-        // Names around `__name__` in byte order, and empties, which are
-        // left off the wire.
-        let name = select(vec!["", "Zone", "__name__", "_a", "a", "le", "job"]);
-        let value = select(vec!["", "1", "x", "ünï"]);
-        proptest::collection::vec((name, value), 0..4).prop_map(Labels::from_pairs)
-    }
-
-    fn value() -> impl Strategy<Value = f64> {
-        prop_oneof![
-            any::<f64>(),
-            Just(0.0),
-            Just(-0.0),
-            // Prometheus' staleness marker.
-            Just(f64::from_bits(0x7ff0_0000_0000_0002)),
-        ]
-    }
-
-    fn timestamp() -> impl Strategy<Value = i64> {
-        prop_oneof![-3i64..4, any::<i64>()]
-    }
-
-    fn meta() -> impl Strategy<Value = Arc<MetricMeta>> {
-        let kind = select(vec![
-            MetricType::Unknown,
-            MetricType::Counter,
-            MetricType::Gauge,
-            MetricType::Histogram,
-            MetricType::GaugeHistogram,
-            MetricType::Summary,
-            MetricType::Info,
-            MetricType::StateSet,
-        ]);
-        let text = || proptest::option::of(select(vec!["", "h", "seconds"]));
-        (select(vec!["", "up", "rtt"]), kind, text(), text()).prop_map(
-            |(family, kind, help, unit)| {
-                Arc::new(MetricMeta {
-                    family: Arc::from(family),
-                    kind,
-                    help: help.map(Arc::from),
-                    unit: unit.map(Arc::from),
-                })
-            },
-        )
+        strategies::labels(NAMES)
     }
 
     fn exemplar() -> impl Strategy<Value = Option<Box<Exemplar>>> {
-        proptest::option::of((labels(), value(), proptest::option::of(timestamp()))).prop_map(|e| {
-            e.map(|(labels, value, timestamp_ms)| {
-                Box::new(Exemplar {
-                    labels,
-                    value,
-                    timestamp_ms,
-                })
-            })
-        })
+        strategies::exemplar(NAMES)
     }
 
     /// Samples of a few series, so that series repeat, interleave and

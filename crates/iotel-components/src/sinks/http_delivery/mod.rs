@@ -63,6 +63,66 @@ pub(crate) struct RetryPolicy {
     pub max_backoff: Duration,
 }
 
+/// `retry`: the backoff between attempts to send a batch, as every HTTP
+/// sink configures it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// The wait after the first failure; doubled after each further one.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: iotel_engine::config::Duration,
+    /// The longest wait, `Retry-After` included.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: iotel_engine::config::Duration,
+}
+
+fn default_initial_backoff() -> iotel_engine::config::Duration {
+    iotel_engine::config::Duration::from_millis(100)
+}
+
+fn default_max_backoff() -> iotel_engine::config::Duration {
+    iotel_engine::config::Duration::from_secs(30)
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Problems under the key `retry`.
+    pub fn validate(&self) -> Vec<crate::Problem> {
+        let mut p = Vec::new();
+        if self.initial_backoff.get().is_zero() {
+            p.push(crate::Problem::new(
+                "retry.initial_backoff",
+                "expected a duration above 0s, such as \"100ms\"",
+            ));
+        }
+        if self.max_backoff < self.initial_backoff {
+            p.push(crate::Problem::new(
+                "retry.max_backoff",
+                format!(
+                    "expected at least retry.initial_backoff ({}), got {}",
+                    self.initial_backoff, self.max_backoff
+                ),
+            ));
+        }
+        p
+    }
+
+    pub(crate) fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial_backoff: self.initial_backoff.get(),
+            max_backoff: self.max_backoff.get(),
+        }
+    }
+}
+
 /// The retry state of the batch at the head of the queue.
 #[derive(Debug)]
 pub(crate) struct Delivery {

@@ -33,8 +33,7 @@ mod tests;
 
 use super::buffer::BufferConfig;
 use super::buffered::{self, Protocol, Settings};
-use super::http_delivery::{Answer, Exchange, RetryPolicy};
-use super::prometheus_remote_write::RetryConfig;
+use super::http_delivery::{Answer, Exchange, RetryConfig};
 use crate::http_util::{self, Body};
 use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE};
 use crate::{BuildContext, Problem};
@@ -168,24 +167,18 @@ impl Config {
                 ),
             ));
         }
-        for (key, d) in [
-            ("batch.timeout", self.batch.timeout),
-            ("request_timeout", self.request_timeout),
-            ("retry.initial_backoff", self.retry.initial_backoff),
+        for (key, d, example) in [
+            ("batch.timeout", self.batch.timeout, "10s"),
+            ("request_timeout", self.request_timeout, "10s"),
         ] {
             if d.get().is_zero() {
-                p.push(Problem::new(key, "expected a duration above 0s"));
+                p.push(Problem::new(
+                    key,
+                    format!("expected a duration above 0s, such as \"{example}\""),
+                ));
             }
         }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            p.push(Problem::new(
-                "retry.max_backoff",
-                format!(
-                    "expected at least retry.initial_backoff ({}), got {}",
-                    self.retry.initial_backoff, self.retry.max_backoff
-                ),
-            ));
-        }
+        p.extend(self.retry.validate());
         p.extend(self.buffer.validate("buffer"));
         p
     }
@@ -215,10 +208,7 @@ impl Config {
                 max_events: self.batch.max_events.get(),
                 batch_timeout: self.batch.timeout.get(),
                 request_timeout: self.request_timeout.get(),
-                retry: RetryPolicy {
-                    initial_backoff: self.retry.initial_backoff.get(),
-                    max_backoff: self.retry.max_backoff.get(),
-                },
+                retry: self.retry.policy(),
                 rate: self.drain.max_events_per_second.map(NonZeroU64::get),
                 buffer: self.buffer.clone(),
             },

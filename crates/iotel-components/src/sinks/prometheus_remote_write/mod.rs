@@ -31,7 +31,7 @@ mod tests;
 
 use super::buffer::BufferConfig;
 use super::buffered::{self, Protocol, Settings};
-use super::http_delivery::RetryPolicy;
+use super::http_delivery::RetryConfig;
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
 use bytes::Bytes;
@@ -76,18 +76,6 @@ pub struct BatchConfig {
     pub timeout: Duration,
 }
 
-/// `retry`: the backoff between attempts to send a batch.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// The wait after the first failure; doubled after each further one.
-    #[serde(default = "default_initial_backoff")]
-    pub initial_backoff: Duration,
-    /// The longest wait, `Retry-After` included.
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff: Duration,
-}
-
 /// Extra request headers by name. Values stay out of `Debug` output: they
 /// may be credentials (`Authorization`).
 #[derive(Clone, Default, Deserialize)]
@@ -116,28 +104,11 @@ fn default_batch_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_samples: default_batch_max_samples(),
             timeout: default_batch_timeout(),
-        }
-    }
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
         }
     }
 }
@@ -163,7 +134,6 @@ impl Config {
         let positive = [
             ("batch.timeout", self.batch.timeout, "1s"),
             ("request_timeout", self.request_timeout, "10s"),
-            ("retry.initial_backoff", self.retry.initial_backoff, "100ms"),
         ];
         for (key, d, example) in positive {
             if d.get().is_zero() {
@@ -173,15 +143,7 @@ impl Config {
                 ));
             }
         }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            p.push(Problem::new(
-                "retry.max_backoff",
-                format!(
-                    "expected at least retry.initial_backoff ({}), got {}",
-                    self.retry.initial_backoff, self.retry.max_backoff
-                ),
-            ));
-        }
+        p.extend(self.retry.validate());
         if let BufferConfig::Memory(m) = &self.buffer
             && m.max_events < self.batch.max_samples
         {
@@ -222,10 +184,7 @@ impl Config {
                 max_events: self.batch.max_samples.get(),
                 batch_timeout: self.batch.timeout.get(),
                 request_timeout: self.request_timeout.get(),
-                retry: RetryPolicy {
-                    initial_backoff: self.retry.initial_backoff.get(),
-                    max_backoff: self.retry.max_backoff.get(),
-                },
+                retry: self.retry.policy(),
                 rate: None,
                 buffer: self.buffer.clone(),
             },
