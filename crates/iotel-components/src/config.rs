@@ -252,6 +252,7 @@ pub fn load(
                         _ => iotel_engine::SignalSet::ALL,
                     },
                     claims: vec![],
+                    outputs: vec![],
                 }),
             }
         }
@@ -281,6 +282,12 @@ pub fn load(
                 ComponentConfig::Transform(_) => vec![],
                 ComponentConfig::Sink(s) => s.claims(),
             },
+            outputs: match &c.config {
+                ComponentConfig::Transform(t) => {
+                    t.outputs().iter().map(|o| o.to_string()).collect()
+                }
+                _ => vec![],
+            },
         })
         // The node API claims its port like a component; its id cannot clash
         // with a component's, which may not contain brackets.
@@ -291,6 +298,7 @@ pub fn load(
             inputs: vec![],
             signals: iotel_engine::SignalSet::NONE,
             claims: vec![format!("port {}", api.address)],
+            outputs: vec![],
         }))
         .chain(placeholders)
         .collect();

@@ -49,6 +49,12 @@ pub trait Transform: Send {
 
     /// Called once after the last input, at shutdown, to emit what is held.
     fn flush(&mut self, _out: &mut Vec<Events>) {}
+
+    /// Hands over what the last `transform` or `flush` sent to named
+    /// outputs, as (output name, events): a record that failed validation
+    /// goes to `dead_letter`, which other components take as input
+    /// `<id>.dead_letter`. Called after each of them.
+    fn routed(&mut self, _out: &mut Vec<(&'static str, Events)>) {}
 }
 
 /// Delivers events to a peer. Runs until its input closes, then flushes.

@@ -104,6 +104,21 @@ pub struct NodeDecl {
     pub signals: SignalSet,
     /// Ports and directories this component claims, e.g. `port 127.0.0.1:9598`.
     pub claims: Vec<String>,
+    /// Named outputs besides the default one (a transform's `dead_letter`):
+    /// others take them as input `<id>.<name>`.
+    pub outputs: Vec<String>,
+}
+
+/// The component an input names: `id`, or `id.output` for a named output.
+fn producer<'a>(by_id: &BTreeMap<&str, &'a NodeDecl>, input: &str) -> Option<&'a NodeDecl> {
+    if let Some(n) = by_id.get(input) {
+        return Some(n);
+    }
+    let (id, output) = input.rsplit_once('.')?;
+    by_id
+        .get(id)
+        .filter(|n| n.outputs.iter().any(|o| o == output))
+        .copied()
 }
 
 /// A graph mistake, located by the component's key path.
@@ -119,6 +134,23 @@ pub struct GraphError {
 ///
 /// # Errors
 /// Every problem found, not just the first.
+fn unknown_input(by_id: &BTreeMap<&str, &NodeDecl>, input: &str) -> String {
+    if let Some((id, output)) = input.rsplit_once('.')
+        && let Some(n) = by_id.get(id)
+    {
+        let has = if n.outputs.is_empty() {
+            "none".to_string()
+        } else {
+            n.outputs.join(", ")
+        };
+        return format!(
+            "unknown input \"{input}\": {} \"{id}\" has no output \"{output}\" (named outputs: {has})",
+            n.type_name
+        );
+    }
+    format!("unknown input \"{input}\": no source or transform has that id")
+}
+
 pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
     let mut errors = Vec::new();
     let by_id: BTreeMap<&str, &NodeDecl> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
@@ -139,12 +171,10 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
             }),
             _ => {
                 for i in &n.inputs {
-                    match by_id.get(i.as_str()) {
+                    match producer(&by_id, i) {
                         None => errors.push(GraphError {
                             path: path.clone(),
-                            message: format!(
-                                "unknown input \"{i}\": no source or transform has that id"
-                            ),
+                            message: unknown_input(&by_id, i),
                         }),
                         Some(up) if up.kind == ComponentKind::Sink => errors.push(GraphError {
                             path: path.clone(),
@@ -175,14 +205,15 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
     let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
     let mut downstream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for n in nodes {
-        let known = n
+        let ups: Vec<&str> = n
             .inputs
             .iter()
-            .filter(|i| by_id.contains_key(i.as_str()))
-            .count();
-        indegree.insert(&n.id, known);
-        for i in n.inputs.iter().filter(|i| by_id.contains_key(i.as_str())) {
-            downstream.entry(i.as_str()).or_default().push(&n.id);
+            .filter_map(|i| producer(&by_id, i))
+            .map(|up| up.id.as_str())
+            .collect();
+        indegree.insert(&n.id, ups.len());
+        for up in ups {
+            downstream.entry(up).or_default().push(&n.id);
         }
     }
     let mut queue: VecDeque<&str> = indegree
@@ -219,10 +250,11 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
     let mut emits: BTreeMap<&str, SignalSet> = BTreeMap::new();
     for id in &order {
         let n = by_id[id.as_str()];
+        let emitted = |i: &String| producer(&by_id, i).and_then(|up| emits.get(up.id.as_str()));
         let incoming = n
             .inputs
             .iter()
-            .filter_map(|i| emits.get(i.as_str()))
+            .filter_map(emitted)
             .fold(SignalSet::NONE, |a, b| a.union(*b));
         let out = match n.kind {
             ComponentKind::Source => n.signals,
@@ -232,11 +264,7 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
                     let from: Vec<&str> = n
                         .inputs
                         .iter()
-                        .filter(|i| {
-                            emits
-                                .get(i.as_str())
-                                .is_some_and(|s| !s.intersect(refused).is_empty())
-                        })
+                        .filter(|i| emitted(i).is_some_and(|s| !s.intersect(refused).is_empty()))
                         .map(String::as_str)
                         .collect();
                     errors.push(GraphError {
@@ -279,6 +307,7 @@ mod tests {
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             signals,
             claims: vec![],
+            outputs: vec![],
         }
     }
 
@@ -357,6 +386,46 @@ mod tests {
         assert_eq!(
             errs[0].message,
             "port 127.0.0.1:9598 is already claimed by component \"a\""
+        );
+    }
+
+    #[test]
+    fn a_named_output_is_an_input_of_its_own_and_unknown_ones_are_named() {
+        let mut t = node("check", ComponentKind::Transform, &["src"], SignalSet::LOGS);
+        t.outputs = vec!["dead_letter".into()];
+        let order = check(&[
+            node("src", ComponentKind::Source, &[], SignalSet::LOGS),
+            t.clone(),
+            node("good", ComponentKind::Sink, &["check"], SignalSet::LOGS),
+            node(
+                "bad",
+                ComponentKind::Sink,
+                &["check.dead_letter"],
+                SignalSet::LOGS,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(order, ["src", "check", "good", "bad"]);
+
+        let errs = check(&[
+            node("src", ComponentKind::Source, &[], SignalSet::LOGS),
+            t,
+            node("bad", ComponentKind::Sink, &["check.dead"], SignalSet::LOGS),
+            node(
+                "worse",
+                ComponentKind::Sink,
+                &["src.dead_letter"],
+                SignalSet::LOGS,
+            ),
+        ])
+        .unwrap_err();
+        let messages: Vec<_> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown input \"check.dead\": transform_type \"check\" has no output \"dead\" (named outputs: dead_letter)",
+                "unknown input \"src.dead_letter\": source_type \"src\" has no output \"dead_letter\" (named outputs: none)",
+            ]
         );
     }
 }

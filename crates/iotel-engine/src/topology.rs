@@ -128,7 +128,21 @@ impl Topology {
                 }
                 BuiltComponent::Transform(t) => {
                     let input = take_input(&mut receivers, &key, &metrics);
-                    tasks.spawn(run_transform(key, t, input, out));
+                    let prefix = format!("{}.", key.id);
+                    let named: Vec<String> = senders
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    let routes = named
+                        .into_iter()
+                        .filter_map(|k| {
+                            let tx = senders.remove(&k)?;
+                            let name = k[prefix.len()..].to_string();
+                            Some((name, Output::new(tx, metrics.clone())))
+                        })
+                        .collect();
+                    tasks.spawn(run_transform(key, t, input, out, routes, metrics));
                 }
                 BuiltComponent::Sink(sink) => {
                     let cx = SinkContext {
@@ -188,26 +202,91 @@ async fn report(
     }
 }
 
+/// Named outputs of one transform, by name, each with its consumers.
+type Routes = BTreeMap<String, Output>;
+
 async fn run_transform(
     key: ComponentKey,
     mut t: Box<dyn Transform>,
     mut input: Input,
     mut out: Output,
+    mut routes: Routes,
+    metrics: ComponentMetrics,
 ) {
     let mut buf = Vec::new();
+    let mut routed = Vec::new();
+    let mut unconnected_warned = false;
     while let Some(Batch { events, ack }) = input.recv_batch().await {
         t.transform(events, &mut buf);
+        t.routed(&mut routed);
         // What a batch becomes carries its acknowledgement on.
         for ev in buf.drain(..) {
             out.send_with(ev, ack.clone()).await;
         }
+        for (name, ev) in routed.drain(..) {
+            send_routed(
+                &key,
+                &mut routes,
+                &metrics,
+                &mut unconnected_warned,
+                name,
+                ev,
+                Some(&ack),
+            )
+            .await;
+        }
         ack.done();
     }
     t.flush(&mut buf);
+    t.routed(&mut routed);
     for ev in buf.drain(..) {
         out.send(ev).await;
     }
+    for (name, ev) in routed.drain(..) {
+        send_routed(
+            &key,
+            &mut routes,
+            &metrics,
+            &mut unconnected_warned,
+            name,
+            ev,
+            None,
+        )
+        .await;
+    }
     tracing::debug!(component = %key.id, "transform stopped");
+}
+
+/// Sends to a named output; with no consumer the events are counted as
+/// discarded (reason `unconnected_<name>`), never dropped silently.
+async fn send_routed(
+    key: &ComponentKey,
+    routes: &mut Routes,
+    metrics: &ComponentMetrics,
+    warned: &mut bool,
+    name: &'static str,
+    events: iotel_model::Events,
+    ack: Option<&crate::Ack>,
+) {
+    match routes.get_mut(name) {
+        Some(out) => {
+            match ack {
+                Some(a) => out.send_with(events, a.clone()).await,
+                None => out.send(events).await,
+            };
+        }
+        None => {
+            if !*warned {
+                *warned = true;
+                tracing::warn!(
+                    component = %key.id,
+                    "events sent to output \"{name}\" are discarded: no component takes \"{}.{name}\" as input",
+                    key.id
+                );
+            }
+            metrics.discarded(&format!("unconnected_{name}"), events.len());
+        }
+    }
 }
 
 impl RunningTopology {
@@ -473,6 +552,97 @@ mod tests {
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             component,
         }
+    }
+
+    /// Sends odd-numbered messages to its `odd` output, the rest on.
+    struct SplitOdd {
+        odd: Vec<LogRecord>,
+    }
+
+    impl Transform for SplitOdd {
+        fn transform(&mut self, events: Events, out: &mut Vec<Events>) {
+            let Events::Logs(logs) = events else { return };
+            let (odd, even): (Vec<_>, Vec<_>) = logs
+                .into_iter()
+                .partition(|l| l.message.parse::<u64>().unwrap() % 2 == 1);
+            self.odd.extend(odd);
+            out.push(Events::Logs(even));
+        }
+
+        fn routed(&mut self, out: &mut Vec<(&'static str, Events)>) {
+            if !self.odd.is_empty() {
+                out.push(("odd", Events::Logs(std::mem::take(&mut self.odd))));
+            }
+        }
+    }
+
+    type Collected = Arc<Mutex<Vec<String>>>;
+
+    fn split_graph(odd_consumer: bool) -> (Vec<BuiltNode>, Collected, Collected) {
+        let (even, odd) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let open = || Arc::new(tokio::sync::Semaphore::new(1000));
+        let mut nodes = vec![
+            node(
+                "src",
+                &[],
+                BuiltComponent::Source(Box::new(Counting {
+                    count: 10,
+                    emitted: Arc::new(AtomicU64::new(0)),
+                })),
+            ),
+            node(
+                "split",
+                &["src"],
+                BuiltComponent::Transform(Box::new(SplitOdd { odd: vec![] })),
+            ),
+            node(
+                "even",
+                &["split"],
+                BuiltComponent::Sink(Box::new(Collect {
+                    got: even.clone(),
+                    gate: open(),
+                })),
+            ),
+        ];
+        if odd_consumer {
+            nodes.push(node(
+                "odd",
+                &["split.odd"],
+                BuiltComponent::Sink(Box::new(Collect {
+                    got: odd.clone(),
+                    gate: open(),
+                })),
+            ));
+        }
+        (nodes, even, odd)
+    }
+
+    #[tokio::test]
+    async fn a_named_output_reaches_the_components_that_take_it() {
+        let (nodes, even, odd) = split_graph(true);
+        let running = Topology::start(nodes, &Registry::default(), &opts(4));
+        wait_until("all ten arrived", || {
+            even.lock().unwrap().len() + odd.lock().unwrap().len() == 10
+        })
+        .await;
+        assert_eq!(*even.lock().unwrap(), ["0", "2", "4", "6", "8"]);
+        assert_eq!(*odd.lock().unwrap(), ["1", "3", "5", "7", "9"]);
+        assert!(running.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_named_output_nothing_takes_is_counted_as_discarded() {
+        let (nodes, even, _) = split_graph(false);
+        let registry = Registry::default();
+        let running = Topology::start(nodes, &registry, &opts(4));
+        wait_until("the even ones arrived", || even.lock().unwrap().len() == 5).await;
+        let discarded = ComponentMetrics::new(&registry, "split", "transform", "test")
+            .discards("unconnected_odd");
+        wait_until("the odd ones were counted", || discarded.get() == 5).await;
+        assert!(running.stop(Duration::from_secs(5)).await);
     }
 
     fn opts(capacity: usize) -> TopologyOptions {

@@ -1,8 +1,11 @@
 //! Wire formats. Each converts between the model and bytes in one place and
 //! knows nothing of sockets or files.
 
+pub mod loki;
 pub mod native;
+pub mod otlp;
 pub mod prometheus;
 pub mod remote_write;
 #[cfg(test)]
 mod strategies;
+pub mod syslog;

@@ -6,10 +6,13 @@ pub mod console;
 pub mod file;
 mod http_delivery;
 pub mod iotel;
+pub mod loki;
+pub mod otlp_logs;
 pub mod prometheus_exporter;
 pub mod prometheus_remote_write;
 
-pub use http_delivery::RetryConfig;
+pub use buffered::log_batch::LogBatchConfig;
+pub use http_delivery::{Headers, RetryConfig};
 
 use crate::{BuildContext, Problem};
 use iotel_engine::{SignalSet, Sink};
@@ -23,6 +26,8 @@ pub enum SinkConfig {
     Console(console::Config),
     File(file::Config),
     Iotel(iotel::Config),
+    Loki(loki::Config),
+    OtlpLogs(otlp_logs::Config),
     PrometheusExporter(prometheus_exporter::Config),
     PrometheusRemoteWrite(prometheus_remote_write::Config),
 }
@@ -33,6 +38,8 @@ impl SinkConfig {
         "console",
         "file",
         "iotel",
+        "loki",
+        "otlp_logs",
         "prometheus_exporter",
         "prometheus_remote_write",
     ];
@@ -42,6 +49,8 @@ impl SinkConfig {
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
             SinkConfig::Iotel(_) => "iotel",
+            SinkConfig::Loki(_) => "loki",
+            SinkConfig::OtlpLogs(_) => "otlp_logs",
             SinkConfig::PrometheusExporter(_) => "prometheus_exporter",
             SinkConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
         }
@@ -54,6 +63,7 @@ impl SinkConfig {
             SinkConfig::PrometheusExporter(_) | SinkConfig::PrometheusRemoteWrite(_) => {
                 SignalSet::METRICS
             }
+            SinkConfig::Loki(_) | SinkConfig::OtlpLogs(_) => SignalSet::LOGS,
         }
     }
 
@@ -62,6 +72,8 @@ impl SinkConfig {
             SinkConfig::Console(_) => vec![],
             SinkConfig::File(c) => c.validate(),
             SinkConfig::Iotel(c) => c.validate(),
+            SinkConfig::Loki(c) => c.validate(),
+            SinkConfig::OtlpLogs(c) => c.validate(),
             SinkConfig::PrometheusExporter(c) => c.validate(),
             SinkConfig::PrometheusRemoteWrite(c) => c.validate(),
         }
@@ -82,6 +94,8 @@ impl SinkConfig {
             SinkConfig::Console(c) => c.build(cx),
             SinkConfig::File(c) => c.build(cx),
             SinkConfig::Iotel(c) => c.build(cx),
+            SinkConfig::Loki(c) => c.build(cx),
+            SinkConfig::OtlpLogs(c) => c.build(cx),
             SinkConfig::PrometheusExporter(c) => c.build(cx),
             SinkConfig::PrometheusRemoteWrite(c) => c.build(cx),
         }

@@ -1,10 +1,13 @@
 //! Every source type, in one enum.
 
 pub mod device_health;
+pub mod file_tail;
 pub mod generator;
 pub mod internal_metrics;
 pub mod iotel;
 pub mod prometheus_scrape;
+pub mod stdin;
+pub mod syslog;
 
 use crate::{BuildContext, Problem};
 use iotel_engine::{SignalSet, Source};
@@ -16,29 +19,38 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum SourceConfig {
     DeviceHealth(device_health::Config),
+    FileTail(file_tail::Config),
     Generator(generator::Config),
     InternalMetrics(internal_metrics::Config),
     Iotel(iotel::Config),
     PrometheusScrape(prometheus_scrape::Config),
+    Stdin(stdin::Config),
+    Syslog(syslog::Config),
 }
 
 impl SourceConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
         "device_health",
+        "file_tail",
         "generator",
         "internal_metrics",
         "iotel",
         "prometheus_scrape",
+        "stdin",
+        "syslog",
     ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::DeviceHealth(_) => "device_health",
+            SourceConfig::FileTail(_) => "file_tail",
             SourceConfig::Generator(_) => "generator",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::Iotel(_) => "iotel",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
+            SourceConfig::Stdin(_) => "stdin",
+            SourceConfig::Syslog(_) => "syslog",
         }
     }
 
@@ -46,7 +58,10 @@ impl SourceConfig {
     pub fn signals(&self) -> SignalSet {
         match self {
             SourceConfig::Generator(c) => c.signals(),
+            SourceConfig::FileTail(c) => c.signals(),
+            SourceConfig::Stdin(c) => c.signals(),
             SourceConfig::Iotel(_) => SignalSet::ALL,
+            SourceConfig::Syslog(_) => SignalSet::LOGS,
             SourceConfig::DeviceHealth(_)
             | SourceConfig::InternalMetrics(_)
             | SourceConfig::PrometheusScrape(_) => SignalSet::METRICS,
@@ -56,10 +71,13 @@ impl SourceConfig {
     pub fn validate(&self) -> Vec<Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.validate(),
+            SourceConfig::FileTail(c) => c.validate(),
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
             SourceConfig::Iotel(c) => c.validate(),
             SourceConfig::PrometheusScrape(c) => c.validate(),
+            SourceConfig::Stdin(c) => c.validate(),
+            SourceConfig::Syslog(c) => c.validate(),
         }
     }
 
@@ -67,6 +85,7 @@ impl SourceConfig {
     pub fn claims(&self) -> Vec<String> {
         match self {
             SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
+            SourceConfig::Syslog(c) => c.claims(),
             _ => vec![],
         }
     }
@@ -76,10 +95,13 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.build(cx),
+            SourceConfig::FileTail(c) => c.build(cx),
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
             SourceConfig::Iotel(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
+            SourceConfig::Stdin(c) => c.build(cx),
+            SourceConfig::Syslog(c) => c.build(cx),
         }
     }
 }

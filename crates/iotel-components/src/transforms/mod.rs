@@ -2,8 +2,16 @@
 
 pub mod cardinality_limit;
 pub mod enrich;
+pub mod filter;
+pub mod labels;
+pub mod map_fields;
 pub mod names;
+pub mod parse;
+pub mod redact;
 pub mod relabel;
+pub mod sample;
+pub mod schema;
+pub mod timestamp;
 
 use crate::{BuildContext, Problem};
 use iotel_engine::{SignalSet, Transform};
@@ -16,18 +24,46 @@ use serde::Deserialize;
 pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
     Enrich(enrich::Config),
+    Filter(filter::Config),
+    Labels(labels::Config),
+    Redact(redact::Config),
+    Sample(sample::Config),
     Relabel(relabel::Config),
+    Schema(schema::Config),
+    MapFields(map_fields::Config),
+    Parse(parse::Config),
+    Timestamp(timestamp::Config),
 }
 
 impl TransformConfig {
     /// Every type name, as written in `type = "..."`.
-    pub const TYPES: &'static [&'static str] = &["cardinality_limit", "enrich", "relabel"];
+    pub const TYPES: &'static [&'static str] = &[
+        "cardinality_limit",
+        "enrich",
+        "filter",
+        "labels",
+        "redact",
+        "relabel",
+        "sample",
+        "schema",
+        "map_fields",
+        "parse",
+        "timestamp",
+    ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             TransformConfig::Enrich(_) => "enrich",
+            TransformConfig::Filter(_) => "filter",
+            TransformConfig::Labels(_) => "labels",
+            TransformConfig::Redact(_) => "redact",
+            TransformConfig::Sample(_) => "sample",
             TransformConfig::Relabel(_) => "relabel",
+            TransformConfig::Schema(_) => "schema",
+            TransformConfig::MapFields(_) => "map_fields",
+            TransformConfig::Parse(_) => "parse",
+            TransformConfig::Timestamp(_) => "timestamp",
         }
     }
 
@@ -38,6 +74,21 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
+            TransformConfig::Filter(_)
+            | TransformConfig::Labels(_)
+            | TransformConfig::Redact(_)
+            | TransformConfig::Sample(_) => SignalSet::LOGS,
+            TransformConfig::Schema(_) => SignalSet::LOGS,
+            TransformConfig::Parse(_) | TransformConfig::Timestamp(_) => SignalSet::LOGS,
+            TransformConfig::MapFields(_) => SignalSet::LOGS.union(SignalSet::TRACES),
+        }
+    }
+
+    /// Named outputs besides the default one, taken as input `<id>.<name>`.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        match self {
+            TransformConfig::Schema(_) => &[schema::DEAD_LETTER],
+            _ => &[],
         }
     }
 
@@ -45,7 +96,15 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
+            TransformConfig::Filter(c) => c.validate(),
+            TransformConfig::Labels(c) => c.validate(),
+            TransformConfig::Redact(c) => c.validate(),
+            TransformConfig::Sample(c) => c.validate(),
             TransformConfig::Relabel(c) => c.validate(),
+            TransformConfig::Schema(c) => c.validate(),
+            TransformConfig::MapFields(c) => c.validate(),
+            TransformConfig::Parse(c) => c.validate(),
+            TransformConfig::Timestamp(c) => c.validate(),
         }
     }
 
@@ -55,7 +114,15 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
+            TransformConfig::Filter(c) => c.build(cx),
+            TransformConfig::Labels(c) => c.build(cx),
+            TransformConfig::Redact(c) => c.build(cx),
+            TransformConfig::Sample(c) => c.build(cx),
             TransformConfig::Relabel(c) => c.build(cx),
+            TransformConfig::Schema(c) => c.build(cx),
+            TransformConfig::MapFields(c) => c.build(cx),
+            TransformConfig::Parse(c) => c.build(cx),
+            TransformConfig::Timestamp(c) => c.build(cx),
         }
     }
 }

@@ -12,10 +12,13 @@
 //!   the next does not fit; a request goes out once `max_events` are in, the
 //!   oldest waited `batch_timeout`, or more batches are waiting (a backlog).
 //! - A batch leaves the buffer only when the peer answered 2xx, or when the
-//!   protocol recognises that the peer already had it. 429, 5xx, connection
-//!   errors and timeouts retry the same body with jittered exponential
-//!   backoff (`http_delivery`); other answers drop the batch, counted as
-//!   discarded with reason `rejected`.
+//!   protocol recognises that the peer already had it. 429, 5xx (or the
+//!   statuses the protocol names), connection errors and timeouts retry the
+//!   same body with jittered exponential backoff (`http_delivery`); other
+//!   answers drop the batch, counted as discarded with reason `rejected`.
+//!   A 2xx whose body says the peer dropped some of the events (OTLP's
+//!   partial success) counts those as discarded, reason `rejected`, and
+//!   the rest as sent.
 //! - `rate` paces requests, a backlog after an outage included. Order is
 //!   strictly oldest first.
 //! - When the input closes the sink keeps sending for at most three
@@ -23,6 +26,10 @@
 //!   input is still open (held back by a full buffer); what is left
 //!   stays in a disk buffer for the next start, or is counted as discarded
 //!   (reason `shutdown`) from a memory buffer.
+
+pub(crate) mod log_batch;
+#[cfg(test)]
+pub(crate) mod test_peer;
 
 use super::buffer::{BufferConfig, PushError, SinkBuffer, WhenFull};
 use super::http_delivery::{self as request, Action, Delivery, Exchange, Jitter, describe};
@@ -54,6 +61,24 @@ pub(crate) trait Protocol: Send {
     fn peer_has_below(&self, _exchange: &Exchange) -> Option<u64> {
         None
     }
+    /// Whether an answer with `status` (not 2xx) is worth sending again;
+    /// by default 429 and 5xx.
+    fn retryable(&self, status: u16) -> bool {
+        request::retryable(status)
+    }
+    /// When a 2xx answer says the peer dropped some of the events all the
+    /// same: how many (at most the request's), and what it said.
+    fn partially_rejected(&self, _exchange: &Exchange) -> Option<PartialRejection> {
+        None
+    }
+}
+
+/// What a peer that accepted a request said it dropped of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartialRejection {
+    /// Events dropped; 0 when the peer only warned.
+    pub events: usize,
+    pub message: String,
 }
 
 /// What every buffered HTTP sink is configured with.
@@ -540,14 +565,20 @@ impl<P: Protocol> Driver<P> {
             self.buffer.rewind();
             return Ok(());
         }
+        let protocol = &self.protocol;
         match self
             .delivery
-            .on_answer(&exchange.answer, self.jitter.next())
-        {
+            .on_answer_with(&exchange.answer, self.jitter.next(), |s| {
+                protocol.retryable(s)
+            }) {
             Action::Delivered { after_failures } => {
+                let partial = self.protocol.partially_rejected(exchange);
                 self.ack(last, cx)?;
                 self.forget_request();
-                cx.metrics.sent(n);
+                match partial {
+                    None => cx.metrics.sent(n),
+                    Some(p) => self.partially_delivered(n, &p, cx),
+                }
                 if after_failures > 0 {
                     tracing::info!(
                         component = %id,
@@ -590,6 +621,33 @@ impl<P: Protocol> Driver<P> {
             }
         }
         Ok(())
+    }
+
+    /// Counts a request the peer took but dropped `p.events` of.
+    fn partially_delivered(&self, n: usize, p: &PartialRejection, cx: &SinkContext) {
+        let dropped = p.events.min(n);
+        cx.metrics.sent(n - dropped);
+        if dropped == 0 {
+            tracing::warn!(
+                component = %cx.metrics.id(),
+                "{} took {n} {} with a warning: {:?}",
+                self.s.peer,
+                self.s.unit,
+                p.message
+            );
+            return;
+        }
+        cx.metrics.discarded("rejected", dropped);
+        cx.metrics.error("partial_success");
+        tracing::warn!(
+            component = %cx.metrics.id(),
+            "{} took {} of {n} {} and rejected {dropped} (counted as discarded, reason \
+             \"rejected\"): {:?}",
+            self.s.peer,
+            n - dropped,
+            self.s.unit,
+            p.message
+        );
     }
 
     /// Tells the node how full the buffer is; logs a change of the

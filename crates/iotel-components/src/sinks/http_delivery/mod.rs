@@ -12,6 +12,9 @@
 //! | no answer (connect error, reset, timeout) | retry the same batch after a backoff   |
 //! | any other status (4xx, 3xx, …)          | reject: drop the batch, count it         |
 //!
+//! A protocol may narrow which statuses are retried
+//! ([`Delivery::on_answer_with`]): OTLP retries 429, 502, 503 and 504 only.
+//!
 //! The backoff doubles from `initial_backoff` per failed attempt up to
 //! `max_backoff`, with "equal jitter": a delay is drawn between half the
 //! current step and the whole step, so many agents that lost the same peer
@@ -20,8 +23,11 @@
 //! spin) and `max_backoff` above. Any delivered or rejected batch resets the
 //! backoff.
 
+mod headers;
 mod request;
 
+pub use headers::Headers;
+pub(crate) use headers::request_headers;
 pub(crate) use request::{Exchange, post};
 
 use std::time::{Duration, SystemTime};
@@ -139,8 +145,21 @@ impl Delivery {
         }
     }
 
-    /// Decides after an attempt. `jitter` is a random number in `[0, 1]`.
+    /// Decides after an attempt, retrying the statuses [`retryable`] names.
+    /// `jitter` is a random number in `[0, 1]`.
+    #[cfg(test)]
     pub(crate) fn on_answer(&mut self, answer: &Answer, jitter: f64) -> Action {
+        self.on_answer_with(answer, jitter, retryable)
+    }
+
+    /// Like [`Delivery::on_answer`], with `retryable` saying which statuses
+    /// outside 2xx are worth sending again; the others reject.
+    pub(crate) fn on_answer_with(
+        &mut self,
+        answer: &Answer,
+        jitter: f64,
+        retryable: impl Fn(u16) -> bool,
+    ) -> Action {
         let (retry_after, code) = match *answer {
             Answer::Status { status, .. } if (200..300).contains(&status) => {
                 return Action::Delivered {
@@ -150,7 +169,7 @@ impl Delivery {
             Answer::Status {
                 status,
                 retry_after,
-            } if status == 429 || (500..600).contains(&status) => (
+            } if retryable(status) => (
                 retry_after,
                 if status == 429 {
                     "http_429"
@@ -164,6 +183,7 @@ impl Delivery {
                     code: match status {
                         400..=499 => "http_4xx",
                         300..=399 => "http_3xx",
+                        500..=599 => "http_5xx",
                         _ => "http_unexpected_status",
                     },
                 };
@@ -199,6 +219,12 @@ impl Delivery {
         let extra = (half.as_nanos() as f64 * jitter.clamp(0.0, 1.0)) as u64;
         step - half + Duration::from_nanos(extra)
     }
+}
+
+/// Whether a status is worth sending the batch again, by default: 429 and
+/// 5xx.
+pub(crate) fn retryable(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110

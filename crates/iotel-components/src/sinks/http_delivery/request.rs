@@ -19,6 +19,10 @@ pub(crate) struct Exchange {
     pub answer: Answer,
     /// For the log: the start of the response body, or what went wrong.
     pub detail: String,
+    /// The response body, up to `MAX_BODY_READ` bytes, for a protocol that
+    /// reads the answer (OTLP's partial success); empty when there was no
+    /// response.
+    pub body: bytes::Bytes,
     /// The response's headers; empty when there was no response.
     pub headers: http::HeaderMap,
 }
@@ -37,6 +41,7 @@ pub(crate) async fn post(
             },
             detail: format!("no answer within {timeout:?} (request_timeout)"),
             headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
         },
     }
 }
@@ -51,6 +56,7 @@ async fn exchange(client: Client, request: http::Request<Body>) -> Exchange {
                 },
                 detail: describe(&e),
                 headers: http::HeaderMap::new(),
+                body: bytes::Bytes::new(),
             };
         }
     };
@@ -73,14 +79,15 @@ async fn exchange(client: Client, request: http::Request<Body>) -> Exchange {
             Some(Err(_)) | None => break,
         }
     }
-    start.truncate(MAX_BODY_LOGGED);
+    let logged = &start[..start.len().min(MAX_BODY_LOGGED)];
     Exchange {
         answer: Answer::Status {
             status,
             retry_after,
         },
-        detail: String::from_utf8_lossy(&start).trim().to_string(),
+        detail: String::from_utf8_lossy(logged).trim().to_string(),
         headers: parts.headers,
+        body: bytes::Bytes::from(start),
     }
 }
 

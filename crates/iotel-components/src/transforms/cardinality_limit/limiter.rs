@@ -4,7 +4,7 @@
 //! - A series is a 64-bit hash of its label set (info labels removed) under
 //!   the metric's name; a collision merges two series, which at 64 bits and
 //!   a few thousand series per metric is negligible.
-//! - `MetricSeries::next_sweep` is never later than the earliest moment one
+//! - `LiveSet::next_sweep` is never later than the earliest moment one
 //!   of its series can expire: last-seen times only grow, so the minimum
 //!   found by a sweep plus the TTL stays a lower bound. A metric at its limit
 //!   therefore sweeps at most once per expiry, not once per dropped sample.
@@ -69,10 +69,7 @@ struct InfoSeries {
 
 #[derive(Debug)]
 struct MetricSeries {
-    /// Series hash → when it was last seen.
-    series: HashMap<u64, Instant>,
-    /// No series can expire before this.
-    next_sweep: Instant,
+    series: LiveSet,
     /// `iotel_cardinality_dropped_total{metric}`, created on the metric's
     /// first drop: a counter per metric seen would grow the node's own
     /// metrics with the very cardinality this transform caps.
@@ -251,21 +248,12 @@ impl CardinalityLimit {
             .metrics
             .entry(m.name.clone())
             .or_insert_with(|| MetricSeries {
-                series: HashMap::new(),
-                next_sweep: now + self.ttl,
+                series: LiveSet::new(now, self.ttl),
                 dropped: None,
                 dropped_since_warning: 0,
                 last_warning: None,
             });
-        if let Some(seen) = state.series.get_mut(&hash) {
-            *seen = now;
-            return true;
-        }
-        if state.series.len() >= self.max_series && now >= state.next_sweep {
-            state.sweep(now, self.ttl);
-        }
-        if state.series.len() < self.max_series {
-            state.series.insert(hash, now);
+        if state.series.admit(hash, now, self.max_series, self.ttl) {
             return true;
         }
         state
@@ -312,7 +300,7 @@ impl CardinalityLimit {
         }
         let ttl = self.ttl;
         for state in self.metrics.values_mut() {
-            state.sweep(now, ttl);
+            state.series.sweep(now, ttl);
         }
         self.metrics.retain(|_, s| !s.series.is_empty());
         self.devices.retain(|_, d| !expired(d.last_seen, now, ttl));
@@ -358,11 +346,57 @@ impl WithoutDevice {
     }
 }
 
-impl MetricSeries {
-    fn sweep(&mut self, now: Instant, ttl: Duration) {
+/// Keys (64-bit hashes) seen within a TTL, at most a given number of them:
+/// the live series of one metric here, the values of one promoted label in
+/// the `labels` transform.
+#[derive(Debug)]
+pub(crate) struct LiveSet {
+    /// Key → when it was last seen.
+    series: HashMap<u64, Instant>,
+    /// No key can expire before this.
+    next_sweep: Instant,
+}
+
+impl LiveSet {
+    pub(crate) fn new(now: Instant, ttl: Duration) -> Self {
+        Self {
+            series: HashMap::new(),
+            next_sweep: now + ttl,
+        }
+    }
+
+    /// Whether `key` is live or may become live (then it is, from `now`):
+    /// a new key is admitted while fewer than `max` keys are live, expired
+    /// ones forgotten first when at `max`.
+    pub(crate) fn admit(&mut self, key: u64, now: Instant, max: usize, ttl: Duration) -> bool {
+        if let Some(seen) = self.series.get_mut(&key) {
+            *seen = now;
+            return true;
+        }
+        if self.series.len() >= max && now >= self.next_sweep {
+            self.sweep(now, ttl);
+        }
+        if self.series.len() < max {
+            self.series.insert(key, now);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets keys not seen for `ttl`.
+    pub(crate) fn sweep(&mut self, now: Instant, ttl: Duration) {
         self.series.retain(|_, seen| !expired(*seen, now, ttl));
         let oldest = self.series.values().min().copied().unwrap_or(now);
         self.next_sweep = oldest + ttl;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.series.is_empty()
     }
 }
 

@@ -54,6 +54,7 @@ use serde::Deserialize;
 use std::num::NonZeroUsize;
 
 pub use limiter::CardinalityLimit;
+pub(crate) use limiter::LiveSet;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
