@@ -251,6 +251,14 @@ impl DiskStore {
                 report.next_id
             );
         }
+        if report.skipped_ids > 0 {
+            tracing::info!(
+                component = %component,
+                "disk buffer {dir}: the last stop was unclean; new batches take ids from {} on, \
+                 past every id the last run may have given out",
+                report.next_id + report.skipped_ids
+            );
+        }
         let lost = self.damage_seen;
         if report.ledger == LedgerState::Corrupt {
             tracing::warn!(
