@@ -1,8 +1,13 @@
 use super::memory::MemoryBuffer;
 use super::*;
+use crate::Problem;
+use iotel_engine::config::{ByteSize, Duration};
 use iotel_formats::native::{self, Compression};
 use iotel_model::LogRecord;
 use proptest::prelude::*;
+use serde::Deserialize;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 // ---------------------------------------------------------------------------
@@ -357,7 +362,7 @@ fn open_refuses_a_config_validate_refuses() {
 // ---------------------------------------------------------------------------
 // Both kinds
 
-fn kinds(dir: &Path) -> [(&'static str, BufferConfig, PathBuf); 2] {
+pub(super) fn kinds(dir: &Path) -> [(&'static str, BufferConfig, PathBuf); 2] {
     [
         ("memory", memory(1000, WhenFull::DropOldest), dir.join("m")),
         ("disk", disk(3, 10, 4, WhenFull::DropOldest), dir.join("d")),

@@ -8,11 +8,14 @@ use super::tests::{
     parse_error,
 };
 use super::*;
+use crate::Problem;
+use iotel_engine::config::{ByteSize, Duration};
 use iotel_model::{
     Exemplar, Labels, LogRecord, Metric, MetricMeta, MetricType, Severity, Span, SpanStatus,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
