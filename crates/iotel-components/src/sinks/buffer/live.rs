@@ -272,6 +272,23 @@ impl SinkBuffer {
         }
     }
 
+    /// The oldest id the sink may still send: below the head, the batches
+    /// being sent (`drop_oldest` may have deleted them while they were),
+    /// and the live lane's. What `Iotel-Oldest-Sequence` says: a receiver
+    /// takes every id below it as settled.
+    pub fn oldest_id(&self) -> u64 {
+        let mut oldest = self.head_id();
+        if let Some(&h) = self.handed_out.front() {
+            oldest = oldest.min(h);
+        }
+        if let Some(live) = &self.live
+            && live.cursor > live.start
+        {
+            oldest = oldest.min(live.start);
+        }
+        oldest
+    }
+
     /// Keeps a copy of a disk buffer's batch `id`, encoded as `payload`,
     /// for the live lane, if it is open, live, and there is room.
     pub(super) fn copy_for_live(&mut self, id: u64, payload: Vec<u8>) {

@@ -16,6 +16,12 @@
 //! disk buffer (`iotel_buffer`, one directory per sink) replays every
 //! unacknowledged batch after a restart or a crash.
 //!
+//! While a backlog drains, a sink may also open the **live lane**
+//! ([`begin_live`](SinkBuffer::begin_live)): `next` then hands out the
+//! backlog only and [`next_live`](SinkBuffer::next_live) the batches pushed
+//! since, and batches the peer took out of order are recorded with
+//! [`mark_delivered`](SinkBuffer::mark_delivered). See `live.rs`.
+//!
 //! # Ids
 //!
 //! Every batch gets an id, one above the batch before. The native protocol
@@ -35,7 +41,9 @@
 //! - The events of every lost batch whose size is known are counted in the
 //!   component's `iotel_component_discarded_events_total` under the same
 //!   reason (`drop_oldest`, `corrupt`, `segment_missing`), so that a sink's
-//!   received = sent + discarded + `iotel_buffer_events`. Batches found lost
+//!   received = sent + discarded + `iotel_buffer_events` (a batch marked
+//!   delivered out of order is sent, and leaves `iotel_buffer_records` and
+//!   `iotel_buffer_events` then). Batches found lost
 //!   when a disk buffer is opened (damage from before this process) add no
 //!   events: nobody can tell how many they held.
 //! - `downsampled` ([`SinkBuffer::compact`]): `iotel_buffer_dropped_total`
@@ -100,9 +108,13 @@ mod memory;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_compact;
+#[cfg(test)]
 mod tests_downsample;
 #[cfg(test)]
 mod tests_live;
+#[cfg(test)]
+mod tests_model;
 
 pub use compact::Compacted;
 pub use config::{BufferConfig, DiskConfig, Downsample, Fsync, MemoryConfig, WhenFull};

@@ -265,6 +265,8 @@ fn a_disk_batch_the_live_lane_sends_while_drop_oldest_deletes_it_counts_once() {
     b.push(&batch(6, 3)).unwrap();
     let lost = |b: &SinkBuffer| b.stats().dropped.drop_oldest;
     assert_eq!(lost(&b), Lost::default());
+    // A receiver must not take them as settled while they are being sent.
+    assert_eq!((b.head_id(), b.oldest_id()), (start + 3, start));
     // The peer took 0 and 1: sent, not lost. 2 is given up: lost.
     b.mark_delivered(start, start + 1);
     b.rewind_live();

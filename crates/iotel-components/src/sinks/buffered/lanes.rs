@@ -170,7 +170,7 @@ impl<P: Protocol> Driver<P> {
     /// The request of `lane` as it goes out now; starts the pacer for a
     /// paced one.
     pub(super) fn start(&mut self, lane: LaneId, now: Instant) -> Option<http::Request<Body>> {
-        let oldest = self.buffer.head_id();
+        let oldest = self.buffer.oldest_id();
         let paces = lane == LaneId::Main && self.paces();
         let l = self.lane(lane)?;
         let (Some(body), Some(first), Some(last)) =
