@@ -176,7 +176,17 @@ impl NativeSource {
         });
         http_util::serve(listener, cx.shutdown.clone(), move |req| {
             let receiver = receiver.clone();
-            async move { receiver.handle(req).await }
+            // In a task of its own: an agent that hangs up (its request
+            // timed out) cancels the connection's future, and a batch
+            // already handed downstream must still be recorded in the dedup
+            // window, or its retransmit would be taken twice.
+            let handling = tokio::spawn(async move { receiver.handle(req).await });
+            async move {
+                handling.await.unwrap_or_else(|e| {
+                    tracing::error!("handling a native batch failed: {e}");
+                    http_util::response(500, "text/plain; charset=utf-8", "internal error\n")
+                })
+            }
         })
         .await;
         Ok(())
