@@ -2,8 +2,8 @@
 
 use crate::config::{BufferConfig, DEFAULT_FSYNC_INTERVAL, FsyncPolicy, WhenFull};
 use crate::error::{BufferError, io_error};
-use crate::frame::{self, HEADER_LEN};
-use crate::ledger::{Ledger, sync_dir};
+use crate::frame::{self, FLAG_SKIP, HEADER_LEN};
+use crate::ledger::{Ledger, RESERVATION, sync_dir};
 use crate::recovery::{self, Recovered};
 use crate::segment::{Scanned, Scanner, Segment};
 use crate::stats::{
@@ -29,6 +29,13 @@ pub struct DiskBuffer {
     /// The oldest id still wanted: all below were acknowledged or dropped.
     head_id: u64,
     next_id: u64,
+    /// Ids below this may have been handed out (see `ledger.rs`,
+    /// "Reservations"); at least `next_id`.
+    reserved_until: u64,
+    /// Opened after an unclean stop: the ids `next_id .. reserved_until`
+    /// may have been handed out by the previous run. The first push writes
+    /// a skip marker over them and takes its id from `reserved_until`.
+    skip_pending: bool,
     read: ReadCursor,
     /// Records handed out and not yet acknowledged: (id, written_unix_ms).
     /// 16 bytes each; bounded by what the sink has in flight.
@@ -83,6 +90,7 @@ impl DiskBuffer {
             oldest_unacked_unix_ms,
             lost,
             report,
+            reserved_until,
         } = recovery::recover(&config, max_payload)?;
         if segments.is_empty() {
             let seg = Segment::new(&config.dir, next_id, 0);
@@ -94,6 +102,7 @@ impl DiskBuffer {
             .append(true)
             .open(active)
             .map_err(|e| io_error("open", active, e))?;
+        let durable = config.fsync != FsyncPolicy::Never;
         let bytes = segments.iter().map(|s| s.len).sum();
         let front = segments.front().map_or(next_id, |s| s.first_id);
         let mut buffer = DiskBuffer {
@@ -102,6 +111,8 @@ impl DiskBuffer {
             writer,
             head_id,
             next_id,
+            reserved_until,
+            skip_pending: reserved_until > next_id,
             read: ReadCursor {
                 segment: front,
                 scanner: None,
@@ -119,13 +130,13 @@ impl DiskBuffer {
             persisted: Ledger {
                 head_id: 0,
                 next_id: 0,
+                reserved_until: 0,
             },
             last_sync: Instant::now(),
             frame_buf: Vec::new(),
             config,
         };
         // Record what recovery decided (and create the ledger of a new buffer).
-        let durable = buffer.config.fsync != FsyncPolicy::Never;
         if durable {
             sync_dir(&buffer.config.dir)?;
         }
@@ -147,15 +158,29 @@ impl DiskBuffer {
                 max_payload: u64::from(self.max_payload),
             });
         }
-        let frame_len = (HEADER_LEN + record.len()) as u64;
+        self.frame_buf.clear();
+        let skip = self.skip_pending.then_some(self.next_id);
+        let first_id = self.reserved_until;
+        if let Some(from) = skip {
+            // Said on disk in the same write as the record that follows,
+            // so no reader counts the skipped ids as lost.
+            frame::encode_skip(from, first_id - 1, now_unix_ms(), &mut self.frame_buf);
+        }
+        let frame_len = (self.frame_buf.len() + HEADER_LEN + record.len()) as u64;
         let dropped = self.make_room(frame_len)?;
         let active_len = self.segments.back().map_or(0, |s| s.len);
         if active_len > 0 && active_len + frame_len > self.config.max_segment_size.get() {
             self.rotate()?;
         }
-        let id = self.next_id;
+        let id = if skip.is_some() {
+            first_id
+        } else {
+            self.next_id
+        };
+        if id >= self.reserved_until {
+            self.reserve(id)?;
+        }
         let ts = now_unix_ms();
-        self.frame_buf.clear();
         frame::encode(id, ts, record, &mut self.frame_buf);
         let Some(active) = self.segments.back_mut() else {
             return Err(io_error(
@@ -172,7 +197,14 @@ impl DiskBuffer {
         }
         active.len += frame_len;
         self.bytes += frame_len;
-        self.next_id += 1;
+        if let Some(from) = skip {
+            self.lost.insert(from, id);
+            self.skip_pending = false;
+            if self.head_id >= from {
+                self.set_head(id);
+            }
+        }
+        self.next_id = id + 1;
         self.unsynced_data = true;
         if self.oldest_unacked_unix_ms.is_none() {
             self.oldest_unacked_unix_ms = Some(ts);
@@ -231,15 +263,26 @@ impl DiskBuffer {
                     if header.id < self.read.expected {
                         continue;
                     }
+                    let skip = header.flags == FLAG_SKIP;
+                    let found = if skip {
+                        recovery::skip_start(scanner.payload(), self.read.expected, header.id)
+                    } else {
+                        header.id
+                    };
                     count_gap(
                         &mut self.lost,
                         &mut self.dropped,
                         self.read.expected,
-                        header.id,
+                        found,
                         self.read.damaged_until,
                         seg.first_id,
                     );
                     self.read.damaged_until = 0;
+                    if skip {
+                        self.lost.insert(found, header.id + 1);
+                        self.read.expected = header.id + 1;
+                        continue;
+                    }
                     let payload = scanner.payload().to_vec();
                     if self.in_flight.is_empty() {
                         self.oldest_unacked_unix_ms = Some(header.written_unix_ms);
@@ -372,7 +415,26 @@ impl DiskBuffer {
     ///
     /// [`BufferError::Io`].
     pub fn close(mut self) -> Result<(), BufferError> {
+        // A clean stop: the next open needs no skip (unless this run's
+        // open still owed one).
+        if !self.skip_pending {
+            self.reserved_until = self.next_id;
+        }
         self.sync()
+    }
+
+    /// Reserves the next ids durably before the first of them is handed
+    /// out (see `ledger.rs`, "Reservations"). The ledger written keeps what
+    /// it said of the records, whose data may not be synced yet.
+    fn reserve(&mut self, id: u64) -> Result<(), BufferError> {
+        self.reserved_until = id + RESERVATION;
+        let reserved = Ledger {
+            reserved_until: self.reserved_until,
+            ..self.persisted
+        };
+        reserved.write(&self.config.dir, true)?;
+        self.persisted = reserved;
+        Ok(())
     }
 
     fn sync_data(&mut self) -> Result<(), BufferError> {
@@ -393,6 +455,7 @@ impl DiskBuffer {
         let now = Ledger {
             head_id: self.head_id,
             next_id: self.next_id,
+            reserved_until: self.reserved_until,
         };
         if now != self.persisted {
             now.write(&self.config.dir, durable)?;
@@ -417,6 +480,8 @@ impl DiskBuffer {
     }
 
     fn set_head(&mut self, head: u64) {
+        // Lost and skipped ids are not wanted either.
+        let head = self.lost.first_kept_from(head);
         self.head_id = head;
         while self.in_flight.front().is_some_and(|&(id, _)| id < head) {
             self.in_flight.pop_front();

@@ -7,13 +7,21 @@
 //!                             the one in iSCSI/ext4/SSE 4.2) of bytes 8..32+len,
 //!                             i.e. every header byte after this field and the payload
 //!      8    1 version         format version, 1
-//!      9    3 reserved        zero (checked: part of the checksum)
+//!      9    1 flags           0 for a record; FLAG_SKIP (1) for a skip marker
+//!     10    2 reserved        zero (checked: part of the checksum)
 //!     12    4 len             u32 LE payload length in bytes
 //!     16    8 id              u64 LE record id, +1 per record, never reused while
 //!                             the ledger survives
 //!     24    8 written_unix_ms u64 LE wall-clock time of the push
 //!     32  len payload         the caller's opaque bytes
 //! ```
+//!
+//! A **skip marker** (`flags` = 1) carries no record: its 8-byte payload is
+//! `skip_from` (u64 LE), and it says that the ids `skip_from ..= id` were
+//! never given to a record that survived. The buffer writes one when it
+//! opens after an unclean stop and moves its ids past every id it may have
+//! handed out before (see `ledger.rs`, "Reservations"); readers step over it
+//! without counting those ids as lost.
 //!
 //! Do not reorder, resize or reinterpret these fields: buffers written by one
 //! build are read by the next. A change needs a new `version` and a reader
@@ -28,6 +36,10 @@ pub(crate) const MAGIC: [u8; 4] = *b"iotb";
 pub(crate) const VERSION: u8 = 1;
 /// Bytes of header before the payload.
 pub const HEADER_LEN: usize = 32;
+/// The `flags` value of a skip marker.
+pub(crate) const FLAG_SKIP: u8 = 1;
+/// A skip marker's payload: `skip_from`, u64 LE.
+pub(crate) const SKIP_PAYLOAD_LEN: u32 = 8;
 
 /// A frame header as read from disk, after its checksum verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +47,7 @@ pub(crate) struct Header {
     pub id: u64,
     pub written_unix_ms: u64,
     pub len: u32,
+    pub flags: u8,
 }
 
 impl Header {
@@ -62,12 +75,28 @@ pub(crate) enum Decoded {
 /// `payload.len()` must fit in a u32; the buffer refuses larger records
 /// before they get here.
 pub(crate) fn encode(id: u64, written_unix_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
+    encode_with_flags(id, written_unix_ms, 0, payload, out);
+}
+
+/// Appends a skip marker saying that ids `skip_from ..= id` are unused.
+pub(crate) fn encode_skip(skip_from: u64, id: u64, written_unix_ms: u64, out: &mut Vec<u8>) {
+    encode_with_flags(
+        id,
+        written_unix_ms,
+        FLAG_SKIP,
+        &skip_from.to_le_bytes(),
+        out,
+    );
+}
+
+fn encode_with_flags(id: u64, written_unix_ms: u64, flags: u8, payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[0; 4]); // checksum, filled in below
     out.push(VERSION);
-    out.extend_from_slice(&[0; 3]);
+    out.push(flags);
+    out.extend_from_slice(&[0; 2]);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&written_unix_ms.to_le_bytes());
@@ -105,17 +134,19 @@ pub(crate) fn decode(buf: &[u8], max_payload: u32) -> Decoded {
         }
         return Decoded::Incomplete;
     }
-    if buf[8] != VERSION || buf[9..12] != [0, 0, 0] {
+    let flags = buf[9];
+    if buf[8] != VERSION || flags > FLAG_SKIP || buf[10..12] != [0, 0] {
         return Decoded::Invalid;
     }
     let len = u32_at(buf, 12);
-    if len > max_payload {
+    if len > max_payload || (flags == FLAG_SKIP && len != SKIP_PAYLOAD_LEN) {
         return Decoded::Invalid;
     }
     let header = Header {
         id: u64_at(buf, 16),
         written_unix_ms: u64_at(buf, 24),
         len,
+        flags,
     };
     let end = header.frame_len();
     if buf.len() < end {
@@ -155,7 +186,8 @@ mod tests {
             Decoded::Frame(Header {
                 id: 42,
                 written_unix_ms: 1_700_000_000_000,
-                len: 5
+                len: 5,
+                flags: 0,
             })
         );
         assert_eq!(&f[HEADER_LEN..], b"hello");
@@ -176,7 +208,7 @@ mod tests {
         let f = frame(0x0102_0304_0506_0708, b"xy");
         assert_eq!(&f[0..4], b"iotb");
         assert_eq!(f[8], VERSION);
-        assert_eq!(&f[9..12], &[0, 0, 0]);
+        assert_eq!(&f[9..12], &[0, 0, 0]); // flags 0: a record
         assert_eq!(u32_at(&f, 12), 2);
         assert_eq!(u64_at(&f, 16), 0x0102_0304_0506_0708);
         assert_eq!(u64_at(&f, 24), 1_700_000_000_000);
@@ -197,6 +229,28 @@ mod tests {
                 // Incomplete only when the length grew: still never a frame.
             }
         }
+    }
+
+    #[test]
+    fn a_skip_marker_decodes_with_its_flag_and_range_start() {
+        let mut f = Vec::new();
+        encode_skip(10, 4105, 7, &mut f);
+        assert_eq!(f[9], FLAG_SKIP);
+        let Decoded::Frame(h) = decode(&f, 1024) else {
+            panic!("not a frame")
+        };
+        assert_eq!((h.id, h.flags, h.len), (4105, FLAG_SKIP, 8));
+        assert_eq!(u64_at(&f, HEADER_LEN), 10);
+    }
+
+    #[test]
+    fn a_skip_marker_of_the_wrong_length_or_unknown_flags_are_invalid() {
+        let mut f = Vec::new();
+        encode_with_flags(3, 7, FLAG_SKIP, b"abc", &mut f);
+        assert_eq!(decode(&f, 1024), Decoded::Invalid);
+        let mut g = Vec::new();
+        encode_with_flags(3, 7, 2, b"12345678", &mut g);
+        assert_eq!(decode(&g, 1024), Decoded::Invalid);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! ```text
 //! <dir>/buffer-000000000001.dat   segment: frames of ids 1..
 //! <dir>/buffer-000000004711.dat   the next segment: its name is its first id
-//! <dir>/ledger.dat                32 bytes: head_id, next_id, checksum
+//! <dir>/ledger.dat                40 bytes: head_id, next_id, reserved_until, checksum
 //! <dir>/ledger.tmp                only while the ledger is being replaced
 //! ```
 //!
@@ -28,21 +28,25 @@
 //! Every record is a 32-byte header and the payload (little-endian):
 //!
 //! ```text
-//! magic "iotb" | crc32c u32 | version u8 = 1 | 3 reserved zero bytes |
+//! magic "iotb" | crc32c u32 | version u8 = 1 | flags u8 | 2 reserved zero bytes |
 //! len u32 | id u64 | written_unix_ms u64 | payload (len bytes)
 //! ```
+//!
+//! `flags` is 0 for a record and 1 for a skip marker (ids never used; see
+//! `frame.rs`).
 //!
 //! The checksum is **CRC-32C (Castagnoli)**, as computed by the `crc32c`
 //! crate (hardware-accelerated where the CPU has it), over every byte after
 //! the checksum field: header bytes 8..32 and the payload. The magic is not
 //! covered; it is only what a resynchronising scan looks for. Ids start at 1
 //! (or at [`BufferConfig::first_id`] when the buffer is created), grow by one
-//! per record, and are never reused while the ledger survives.
+//! per record (and jump past a reservation after an unclean stop), and are
+//! never reused while the ledger survives.
 //!
 //! # Ledger
 //!
 //! `ledger.dat` holds `head_id` (every id below it was acknowledged or
-//! dropped) and `next_id`, with its own CRC-32C. It is replaced, never
+//! dropped), `next_id` and `reserved_until`, with its own CRC-32C. It is replaced, never
 //! edited: written to `ledger.tmp`, fsynced, renamed over `ledger.dat`, and
 //! the directory fsynced. It is written after the segment data it describes
 //! is synced, on `sync`, when a sync is due under the fsync policy, after
@@ -84,9 +88,12 @@
 //! | `Interval(d)` (default 1 s) | records of the last `d` (uncounted: nothing on disk knew of them) | those of the last `d` |
 //! | `Never` | whatever the kernel had not written back (Linux: ~30 s) | those since the kernel last wrote the ledger |
 //!
-//! See [`FsyncPolicy`] for the details. Records lost from an unsynced tail
-//! may have their ids given again to new records after such a restart; a
-//! consumer that deduplicates by id must accept that.
+//! See [`FsyncPolicy`] for the details. Ids are never given twice, even to
+//! records lost from an unsynced tail that a peer already received: they
+//! come from a reservation written durably every 1,024 records, and after
+//! an unclean stop the buffer starts past it (`ledger.rs`,
+//! "Reservations"), so a peer that deduplicates by id never mistakes a new
+//! record for one it had.
 //!
 //! # When full
 //!

@@ -32,14 +32,21 @@
 //!    `segment_missing`). Damage in other segments is left in place, read
 //!    around, and deleted with its segment once acknowledged.
 //! 7. `next_id` becomes the largest of the ledger's, one past the last valid
-//!    record, and the last segment's name, so ids are not reused.
-//! 8. Nothing on disk can make `open` panic; only file-system errors fail it.
+//!    record, and the last segment's name. When the ledger's
+//!    `reserved_until` is above it, the last stop was unclean and ids up to
+//!    it may have been handed out: the next push writes a skip marker over
+//!    them (`frame.rs`), so they are never reused nor counted as lost.
+//! 8. A skip marker met while scanning: ids missing before its `skip_from`
+//!    are counted as in rule 5; `skip_from ..= id` are stepped over
+//!    uncounted.
+//! 9. Nothing on disk can make `open` panic; only file-system errors fail it.
 //!
 //! Counters belong to the process: damage still on disk is counted again by
 //! the next process that opens the buffer, until its segment is deleted.
 
 use crate::config::BufferConfig;
 use crate::error::{BufferError, io_error};
+use crate::frame::FLAG_SKIP;
 use crate::ledger::{LEDGER_TMP, Ledger};
 use crate::segment::{self, Scanned, Scanner, Segment};
 use crate::stats::{Dropped, LostIds, RecoveryReport, count_gap};
@@ -56,6 +63,9 @@ pub(crate) struct Recovered {
     pub oldest_unacked_unix_ms: Option<u64>,
     pub lost: LostIds,
     pub report: RecoveryReport,
+    /// What the ledger reserved, at least `next_id`. Above `next_id` the
+    /// last stop was unclean, and ids up to it may have been handed out.
+    pub reserved_until: u64,
 }
 
 /// The lowest id there is, and the first of a new buffer whose `first_id`
@@ -102,16 +112,26 @@ pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recover
                     if header.id < expected {
                         continue;
                     }
+                    let found = if header.flags == FLAG_SKIP {
+                        skip_start(scanner.payload(), expected, header.id)
+                    } else {
+                        header.id
+                    };
                     count_gap(
                         &mut lost,
                         &mut dropped,
                         expected,
-                        header.id,
+                        found,
                         damaged_until,
                         seg.first_id,
                     );
                     damaged_until = 0;
                     expected = header.id + 1;
+                    if header.flags == FLAG_SKIP {
+                        // Never used: not lost, not records.
+                        lost.insert(found, expected);
+                        continue;
+                    }
                     records += 1;
                     oldest.get_or_insert(header.written_unix_ms);
                 }
@@ -160,6 +180,9 @@ pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recover
     .into_iter()
     .max()
     .unwrap_or(FIRST_ID);
+    // Lost and skipped ids right at the head are not wanted either.
+    let head_id = lost.first_kept_from(head_id).min(next_id);
+    let reserved_until = ledger.map_or(next_id, |l| l.reserved_until.max(next_id));
 
     let report = RecoveryReport {
         ledger: ledger_state,
@@ -170,6 +193,7 @@ pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recover
         damaged_regions,
         truncated_bytes,
         lost: dropped,
+        skipped_ids: reserved_until - next_id,
     };
     Ok(Recovered {
         segments,
@@ -178,5 +202,13 @@ pub(crate) fn recover(config: &BufferConfig, max_payload: u32) -> Result<Recover
         oldest_unacked_unix_ms: oldest,
         lost,
         report,
+        reserved_until,
     })
+}
+
+/// Where the ids a skip marker covers start: its payload, kept within
+/// `expected ..= id` whatever the (checksum-valid) payload says.
+pub(crate) fn skip_start(payload: &[u8], expected: u64, id: u64) -> u64 {
+    let from = payload.try_into().map_or(id, u64::from_le_bytes);
+    from.clamp(expected, id)
 }

@@ -113,6 +113,10 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Records found lost, by reason (also in [`Stats::dropped`]).
     pub lost: Dropped,
+    /// Ids skipped because the last stop was unclean: ids the previous run
+    /// may have given to records that did not survive (see the crate docs,
+    /// "Fsync policies"). Not records, not counted as lost.
+    pub skipped_ids: u64,
 }
 
 /// Ids known to be lost, as sorted, disjoint half-open ranges, so that a loss
@@ -151,6 +155,14 @@ impl LostIds {
             .iter()
             .map(|&(s, e)| e.min(end).saturating_sub(s.max(start)))
             .sum()
+    }
+
+    /// The first id at or after `id` that is not lost.
+    pub(crate) fn first_kept_from(&self, id: u64) -> u64 {
+        self.ranges
+            .iter()
+            .find(|&&(s, e)| s <= id && id < e)
+            .map_or(id, |&(_, e)| e)
     }
 
     /// Forgets everything below `head` (acknowledged or dropped).

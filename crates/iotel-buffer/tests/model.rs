@@ -57,11 +57,27 @@ struct Model {
     /// The ledger's head as last known written.
     persisted_head: u64,
     dropped_oldest: u64,
+    /// Ids reserved durably (the ledger's `reserved_until`).
+    reserved: u64,
+    /// Reopened after a crash: the next push skips to `reserved`.
+    skip_pending: bool,
 }
 
 impl Model {
     fn head(&self) -> u64 {
         self.unacked.front().map_or(self.next_id, |r| r.0)
+    }
+
+    /// The id the next push gets, reserving as the buffer does.
+    fn take_id(&mut self) -> u64 {
+        if self.skip_pending {
+            self.next_id = self.reserved;
+            self.skip_pending = false;
+        }
+        if self.next_id >= self.reserved {
+            self.reserved = self.next_id + 1024;
+        }
+        self.next_id
     }
 
     fn persisted(&mut self) {
@@ -124,11 +140,13 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy, when_full: WhenFull, max_size: u64) {
     for op in ops {
         match op {
             Op::Push(len) => {
-                let p = payload(m.next_id, len);
                 let used = b.stats().bytes;
+                let (next, reserved, skip) = (m.next_id, m.reserved, m.skip_pending);
+                let id = m.take_id();
+                let p = payload(id, len);
                 match b.push(&p) {
                     Ok(pushed) => {
-                        assert_eq!(pushed.id, m.next_id);
+                        assert_eq!(pushed.id, id);
                         if pushed.dropped > 0 {
                             let n = pushed.dropped as usize;
                             assert!(n <= m.unacked.len());
@@ -142,6 +160,7 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy, when_full: WhenFull, max_size: u64) {
                         m.next_id += 1;
                     }
                     Err(BufferError::Full { frame_len, .. }) => {
+                        (m.next_id, m.reserved, m.skip_pending) = (next, reserved, skip);
                         assert_eq!(when_full, WhenFull::Block);
                         assert!(b.stats().bytes + frame_len > max_size);
                         assert!(used + frame_len > max_size);
@@ -182,10 +201,14 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy, when_full: WhenFull, max_size: u64) {
             }
             Op::Crash => {
                 drop(b);
+                m.skip_pending = m.reserved > m.next_id;
                 b = reopen(&cfg, &mut m);
             }
             Op::Restart => {
                 b.close().unwrap();
+                if !m.skip_pending {
+                    m.reserved = m.next_id;
+                }
                 m.persisted();
                 b = reopen(&cfg, &mut m);
             }

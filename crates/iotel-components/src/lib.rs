@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod http_util;
+pub(crate) mod id_ranges;
 pub mod native_protocol;
 pub mod sinks;
 pub mod sources;

@@ -619,3 +619,90 @@ fn downsample_compacts_the_backlog_and_counts_exactly_what_it_removed() {
     assert_eq!(dropped, downsampled + full, "no other reason");
     assert_eq!(received_total as f64 + dropped, (n + 1) as f64);
 }
+
+#[test]
+fn after_an_outage_new_records_overtake_the_paced_backlog_and_each_arrives_once() {
+    use util::proxy::{Fault, FaultProxy};
+    let port = free_port();
+    let rcv = Iotel::start("gateway", &receiver_config(port), &[]);
+    let proxy = FaultProxy::start(format!("127.0.0.1:{port}").parse().unwrap());
+    // The outage from the start: the receiver never answers, then refuses.
+    proxy.set(Fault::Blackhole);
+    let total = 8000;
+    // 1,000 records a second; a backlog drains at 500 a second.
+    let agent = Iotel::start(
+        "agent",
+        &agent_config(
+            &format!("http://{}", proxy.addr()),
+            "run1",
+            &format!("interval = \"5ms\"\nbatch_size = 5\ncount = {total}"),
+            &format!("{DISK}\ndrain = {{ max_events_per_second = 500 }}"),
+        ),
+        &[],
+    );
+    let agent = &agent;
+    let buffered = |n: f64| move || (up(agent, "iotel_buffer_events", &[]) >= n).then_some(());
+    wait_for(
+        "a backlog of 1,000",
+        Duration::from_secs(30),
+        buffered(1000.0),
+    );
+    proxy.set(Fault::Refuse);
+    wait_for(
+        "a backlog of 2,500",
+        Duration::from_secs(30),
+        buffered(2500.0),
+    );
+    proxy.set(Fault::Pass);
+    // Every record numbered from here on was generated after the heal.
+    let healed_at = agent.metric(
+        "iotel_component_sent_events_total",
+        &["component_id=\"gen\""],
+    ) as u64;
+    assert!(healed_at < total - 2000, "{healed_at}");
+    wait_for("everything to arrive", Duration::from_secs(60), || {
+        (count(rcv.dir(), "run1") as u64 >= total).then_some(())
+    });
+    wait_for(
+        "the agent's buffer to empty",
+        Duration::from_secs(30),
+        || (up(agent, "iotel_buffer_records", &[]) == 0.0).then_some(()),
+    );
+    let arrived = &received(rcv.dir())["run1"];
+    // New records did not wait for the backlog: the first of them arrived
+    // before the last record of the outage.
+    let first_new = arrived.iter().position(|s| *s >= healed_at).unwrap();
+    let last_old = arrived.iter().rposition(|s| *s < healed_at).unwrap();
+    assert!(
+        first_new < last_old,
+        "the first record generated after the heal arrived {first_new}th, the last one \
+         generated before it {last_old}th"
+    );
+    // Each lane oldest first: the backlog's records among themselves, the
+    // new ones among themselves.
+    let old: Vec<u64> = arrived.iter().copied().filter(|s| *s < healed_at).collect();
+    assert_exactly_once(&old, healed_at, "records generated before the heal");
+    // The new records that arrived while the backlog drained came by the
+    // live lane (the backlog lane sends its records oldest first, so the
+    // few generated before it began go after the outage's).
+    let live: Vec<u64> = arrived[..last_old]
+        .iter()
+        .copied()
+        .filter(|s| *s >= healed_at)
+        .collect();
+    assert!(
+        live.windows(2).all(|w| w[0] < w[1]),
+        "live records out of order"
+    );
+    assert!(
+        live.len() >= 1000,
+        "{} new records arrived while the backlog drained (healed at {healed_at})",
+        live.len()
+    );
+    // And every record exactly once, in no particular order.
+    let mut all = arrived.clone();
+    all.sort_unstable();
+    assert_exactly_once(&all, total, "run1");
+    let sent = up(agent, "iotel_component_sent_events_total", &[]);
+    assert_eq!(sent, total as f64 + 1.0, "the keepalive line too");
+}

@@ -85,10 +85,11 @@ impl SinkBuffer {
     /// `when_full = "downsample"`, then pushes again if it `freed` room,
     /// else drops the new batch (counted as `buffer_full`).
     ///
-    /// Call it only with no request awaiting an answer: it rewinds first,
-    /// so batches handed out and not acknowledged are handed out again
-    /// (the compacted ones among them under new ids), and rewinds at the
-    /// end.
+    /// Call it only with no request awaiting an answer: it closes the live
+    /// lane and rewinds first, so batches handed out and not acknowledged
+    /// are handed out again (the compacted ones among them under new ids),
+    /// and rewinds at the end. Batches delivered out of order are
+    /// acknowledged with the rest, not compacted.
     ///
     /// Counting: the batches replaced are counted in
     /// `iotel_buffer_dropped_total{reason="downsampled"}` and
@@ -103,6 +104,7 @@ impl SinkBuffer {
     /// disk buffer fails. If that happens after the acks, the compacted
     /// events not yet pushed are counted as discarded (`downsampled`).
     pub fn compact(&mut self) -> Result<Compacted, BufferIoError> {
+        self.end_live();
         let result = self.try_compact();
         self.rewind();
         self.update_metrics();
@@ -140,11 +142,14 @@ impl SinkBuffer {
             let Some((batch, len)) = next else { break };
             records.push((batch.id, len));
             bytes += len;
-            inputs.push(batch.events);
+            // The peer has it already: acknowledged below, not compacted.
+            if !self.delivered.contains(batch.id) {
+                inputs.push(batch.events);
+            }
         }
         let events_in: u64 = inputs.iter().map(|e| e.len() as u64).sum();
         let mut result = Compacted {
-            batches_in: records.len() as u64,
+            batches_in: inputs.len() as u64,
             events_in,
             events_out: events_in,
             freed: false,
@@ -194,8 +199,8 @@ impl SinkBuffer {
         while let Some((events, payload)) = pushes.next() {
             let pushed = match (&mut self.inner, &payload) {
                 (Inner::Memory(m), _) => m.push(&events),
-                (Inner::Disk(d), Some(p)) => d.push_encoded(p, events.len()),
-                (Inner::Disk(d), None) => d.push(&events),
+                (Inner::Disk(d), Some(p)) => d.push_encoded(p, events.len()).map(|_| ()),
+                (Inner::Disk(d), None) => d.push(&events).map(|_| ()),
             };
             let Err(e) = pushed else { continue };
             // Not expected: step 3 made sure they fit. What was not pushed

@@ -27,6 +27,17 @@
 //! are still in the sink's hands, and the sink will count them as sent or
 //! discarded itself: they wait in `dropped_in_flight` and are counted as
 //! dropped only if the sink rewinds or closes without acknowledging them.
+//! While a backlog drains the same holds for the batches handed to the live
+//! lane (`live_handed`): counted when the live lane is rewound or closed
+//! without their delivery.
+//!
+//! # Out of order
+//!
+//! A batch the live lane delivered is marked [`LOST`] in the index (it no
+//! longer waits: `records` and `events` leave it out) but stays on disk
+//! until the cumulative ack passes it; the sink's reader skips it then.
+//! The one record `next_below` read past the backlog's end waits in
+//! `peeked` for the reader, who gets it once the backlog is done.
 
 use super::{
     BufferIoError, BufferOpenError, BufferStats, Buffered, DiskConfig, DropCounter, DropReason,
@@ -172,6 +183,11 @@ pub(super) struct DiskStore {
     /// `iotel_buffer`'s damage counters as already counted here.
     damage_seen: iotel_buffer::Dropped,
     drops: DropCounter,
+    /// A record read at or past the limit of `next_below`: the next one
+    /// handed out.
+    peeked: Option<Buffered>,
+    /// Ids `lo..hi` handed to the live lane, while a backlog drains.
+    live_handed: Option<(u64, u64)>,
 }
 
 /// Decode limits that take any record a segment holds: snappy expands at
@@ -227,6 +243,8 @@ impl DiskStore {
             dropped_in_flight: VecDeque::new(),
             damage_seen,
             drops,
+            peeked: None,
+            live_handed: None,
         };
         store.log_recovery(&report);
         Ok(store)
@@ -251,6 +269,14 @@ impl DiskStore {
                 report.next_id
             );
         }
+        if report.skipped_ids > 0 {
+            tracing::info!(
+                component = %component,
+                "disk buffer {dir}: the last stop was unclean; new batches take ids from {} on, \
+                 past every id the last run may have given out",
+                report.next_id + report.skipped_ids
+            );
+        }
         let lost = self.damage_seen;
         if report.ledger == LedgerState::Corrupt {
             tracing::warn!(
@@ -273,13 +299,14 @@ impl DiskStore {
         }
     }
 
-    pub(super) fn push(&mut self, events: &Events) -> Result<(), PushError> {
+    pub(super) fn push(&mut self, events: &Events) -> Result<u64, PushError> {
         let payload = encode(events)?;
         self.push_encoded(&payload, events.len())
     }
 
-    /// Pushes a batch of `n` events that [`encode`] gave `payload`.
-    pub(super) fn push_encoded(&mut self, payload: &[u8], n: usize) -> Result<(), PushError> {
+    /// Pushes a batch of `n` events that [`encode`] gave `payload`; returns
+    /// its id.
+    pub(super) fn push_encoded(&mut self, payload: &[u8], n: usize) -> Result<u64, PushError> {
         if payload.len() as u64 > self.max_payload {
             return Err(PushError::TooLarge {
                 events: n,
@@ -293,7 +320,7 @@ impl DiskStore {
         match result {
             Ok(pushed) => {
                 self.index.insert(pushed.id, event_count(n as u64));
-                Ok(())
+                Ok(pushed.id)
             }
             Err(BufferError::Full { .. }) => Err(PushError::Full),
             Err(BufferError::RecordTooLarge { len, max_payload }) => Err(PushError::TooLarge {
@@ -306,7 +333,79 @@ impl DiskStore {
     }
 
     pub(super) fn next(&mut self) -> Result<Option<Buffered>, BufferIoError> {
+        if let Some(b) = self.peeked.take() {
+            return Ok(Some(b));
+        }
         Ok(self.next_sized()?.map(|(b, _)| b))
+    }
+
+    /// [`next`](Self::next), but nothing at or above `limit`: that is the
+    /// live lane's, while a backlog drains. A record read past it waits in
+    /// `peeked`.
+    pub(super) fn next_below(
+        &mut self,
+        limit: Option<u64>,
+    ) -> Result<Option<Buffered>, BufferIoError> {
+        let Some(b) = self.next()? else {
+            return Ok(None);
+        };
+        if limit.is_some_and(|l| b.id >= l) {
+            self.peeked = Some(b);
+            return Ok(None);
+        }
+        Ok(Some(b))
+    }
+
+    /// The oldest id not acknowledged or dropped.
+    pub(super) fn head_id(&self) -> u64 {
+        self.buffer.head_id()
+    }
+
+    /// No id below this was given; every id given from now on is at or
+    /// above it (after an unclean stop the first is well above).
+    pub(super) fn next_id(&self) -> u64 {
+        self.index.end()
+    }
+
+    /// Marks ids `lo..hi` as handed to the live lane (`None`: no live lane).
+    pub(super) fn set_live_handed(&mut self, handed: Option<(u64, u64)>) {
+        self.live_handed = handed;
+    }
+
+    /// The peer has ids `first ..= last` (delivered out of order): they no
+    /// longer wait. Those `drop_oldest` deleted while being sent were
+    /// delivered after all: not counted as dropped.
+    pub(super) fn mark_delivered(&mut self, first: u64, last: u64) {
+        let from = first.max(self.index.base);
+        let to = last.saturating_add(1).min(self.index.end());
+        for id in from..to {
+            self.index.mark_lost(id);
+        }
+        self.dropped_in_flight
+            .retain(|&(id, _)| id < first || id > last);
+    }
+
+    /// Counts as dropped the batches of ids `lo..hi` that `drop_oldest`
+    /// deleted while the live lane had them and that it no longer sends
+    /// (its rewind or end). The record waiting in `peeked` is not among
+    /// them: the reader still hands it out.
+    pub(super) fn forget_live_in_flight(&mut self, lo: u64, hi: u64) {
+        let peeked = self.peeked.as_ref().map(|b| b.id);
+        let mut lost = Lost::default();
+        self.dropped_in_flight.retain(|&(id, count)| {
+            let gone = id >= lo && id < hi && Some(id) != peeked;
+            if gone {
+                lost.batches += 1;
+                lost.events += known(count);
+            }
+            !gone
+        });
+        self.drops.count(DropReason::DropOldest, lost);
+    }
+
+    /// Decodes a batch as [`encode`] stored it.
+    pub(super) fn decode(&self, payload: &[u8]) -> Option<Events> {
+        native::decode(payload, &self.limits).ok().map(|b| b.events)
     }
 
     /// [`next`](Self::next), with the bytes the batch's record takes in its
@@ -412,13 +511,14 @@ impl DiskStore {
     fn forget_below_head(&mut self, dropped: bool) {
         let head = self.buffer.head_id();
         let read_next = self.read_next;
+        let live = self.live_handed;
         let in_flight = &mut self.dropped_in_flight;
         let mut lost = Lost::default();
         self.index.pop_below(head, |id, count| {
             if !dropped {
                 return;
             }
-            if id < read_next {
+            if id < read_next || live.is_some_and(|(lo, hi)| id >= lo && id < hi) {
                 in_flight.push_back((id, count));
             } else {
                 lost.batches += 1;
@@ -431,17 +531,24 @@ impl DiskStore {
 
     /// Counts the batches dropped while handed out and not acknowledged:
     /// no one will hand them out again.
-    fn count_dropped_in_flight(&mut self) {
+    /// The live lane's (`live_handed`) are left to it with `keep_live`.
+    fn count_dropped_in_flight(&mut self, keep_live: bool) {
+        let live = self.live_handed.filter(|_| keep_live);
         let mut lost = Lost::default();
-        for (_, count) in self.dropped_in_flight.drain(..) {
+        self.dropped_in_flight.retain(|&(id, count)| {
+            if live.is_some_and(|(lo, hi)| id >= lo && id < hi) {
+                return true;
+            }
             lost.batches += 1;
             lost.events += known(count);
-        }
+            false
+        });
         self.drops.count(DropReason::DropOldest, lost);
     }
 
     pub(super) fn rewind(&mut self) {
-        self.count_dropped_in_flight();
+        self.peeked = None;
+        self.count_dropped_in_flight(true);
         self.buffer.rewind();
         self.read_next = self.buffer.head_id();
     }
@@ -451,7 +558,7 @@ impl DiskStore {
     }
 
     pub(super) fn close(mut self) -> Result<(), BufferIoError> {
-        self.count_dropped_in_flight();
+        self.count_dropped_in_flight(false);
         Ok(self.buffer.close()?)
     }
 

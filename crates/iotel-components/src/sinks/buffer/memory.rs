@@ -10,6 +10,10 @@
 //!   under `block` and `downsample` (or when only handed-out batches are
 //!   older) is refused. `downsample`'s compaction acknowledges the batches
 //!   it read and pushes their compacted form: fewer events, so it fits.
+//! - While a backlog drains, the batches handed to the live lane
+//!   (`live_handed`, see `live.rs`) are not dropped to make room either.
+//! - A batch delivered out of order is removed at once, from the first
+//!   `handed_out` too (the sink rewinds before it reads them again).
 
 use super::{BufferIoError, BufferStats, Buffered, DropCounter, Lost, MemoryConfig, PushError};
 use super::{DropReason, WhenFull, now_unix_ms};
@@ -32,6 +36,9 @@ pub(super) struct MemoryBuffer {
     max_events: usize,
     /// `block` and `downsample`: a full buffer refuses the push.
     refuse_when_full: bool,
+    /// Ids `lo..hi` handed to the live lane (those of them still here are
+    /// being sent), while a backlog drains.
+    live_handed: Option<(u64, u64)>,
     drops: DropCounter,
 }
 
@@ -53,6 +60,7 @@ impl MemoryBuffer {
             next_id: first_id,
             max_events: config.max_events.get(),
             refuse_when_full: config.when_full != WhenFull::DropOldest,
+            live_handed: None,
             drops,
         }
     }
@@ -70,12 +78,14 @@ impl MemoryBuffer {
         if self.events + n > self.max_events {
             // Dropping every batch not handed out would not be enough:
             // only acks of the handed-out ones make room.
-            if self.refuse_when_full || self.handed_out_events + n > self.max_events {
+            let sending = self.handed_out_events + self.live_handed_events();
+            if self.refuse_when_full || sending + n > self.max_events {
                 return Err(PushError::Full);
             }
             let mut lost = Lost::default();
             while self.events + n > self.max_events {
-                let Some(oldest) = self.batches.remove(self.handed_out) else {
+                let Some(oldest) = self.oldest_droppable().and_then(|i| self.batches.remove(i))
+                else {
                     break;
                 };
                 let len = oldest.events.len();
@@ -93,6 +103,95 @@ impl MemoryBuffer {
         self.next_id += 1;
         self.events += n;
         Ok(())
+    }
+
+    /// The index of the oldest batch that is not being sent.
+    fn oldest_droppable(&self) -> Option<usize> {
+        let first = self.batches.get(self.handed_out)?;
+        let Some((lo, hi)) = self.live_handed else {
+            return Some(self.handed_out);
+        };
+        if first.id < lo || first.id >= hi {
+            return Some(self.handed_out);
+        }
+        // The live lane's batches are consecutive in id: skip them.
+        let after = self.batches.partition_point(|b| b.id < hi);
+        (after < self.batches.len()).then_some(after)
+    }
+
+    /// Events in the batches handed to the live lane.
+    fn live_handed_events(&self) -> usize {
+        let Some((lo, hi)) = self.live_handed else {
+            return 0;
+        };
+        let from = self
+            .batches
+            .partition_point(|b| b.id < lo)
+            .max(self.handed_out);
+        self.batches
+            .range(from..)
+            .take_while(|b| b.id < hi)
+            .map(|b| b.events.len())
+            .sum()
+    }
+
+    /// Marks ids `lo..hi` as handed to the live lane (`None`: no live lane).
+    pub(super) fn set_live_handed(&mut self, handed: Option<(u64, u64)>) {
+        self.live_handed = handed;
+    }
+
+    /// The next id to be given.
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The oldest id not acknowledged, dropped or delivered.
+    pub(super) fn head_id(&self) -> u64 {
+        self.batches.front().map_or(self.next_id, |b| b.id)
+    }
+
+    /// [`next`](Self::next), but nothing at or above `limit`: that is the
+    /// live lane's, while a backlog drains.
+    pub(super) fn next_below(&mut self, limit: Option<u64>) -> Option<Buffered> {
+        let b = self.batches.get(self.handed_out)?;
+        if limit.is_some_and(|l| b.id >= l) {
+            return None;
+        }
+        self.next()
+    }
+
+    /// A copy of the oldest batch with an id at or above `id` that `next`
+    /// has not handed out: what the live lane sends.
+    pub(super) fn batch_at_or_after(&self, id: u64) -> Option<Buffered> {
+        let i = self
+            .batches
+            .partition_point(|b| b.id < id)
+            .max(self.handed_out);
+        self.batches.get(i).map(|b| Buffered {
+            id: b.id,
+            written_unix_ms: b.arrived_unix_ms,
+            events: b.events.clone(),
+        })
+    }
+
+    /// Removes the batches of ids `first ..= last`: the peer has them
+    /// (delivered out of order). Handed-out ones among them leave the
+    /// handed-out count too: the sink rewinds or acknowledges past them.
+    pub(super) fn remove_delivered(&mut self, first: u64, last: u64) {
+        let from = self.batches.partition_point(|b| b.id < first);
+        let to = self.batches.partition_point(|b| b.id <= last).max(from);
+        for (i, b) in self.batches.drain(from..to).enumerate() {
+            let n = b.events.len();
+            self.events -= n;
+            if from + i < self.handed_out {
+                self.handed_out_events -= n;
+            }
+        }
+        let handed = self
+            .handed_out
+            .min(to)
+            .saturating_sub(from.min(self.handed_out));
+        self.handed_out -= handed;
     }
 
     pub(super) fn next(&mut self) -> Option<Buffered> {

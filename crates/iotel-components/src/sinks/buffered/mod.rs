@@ -19,24 +19,48 @@
 //!   A 2xx whose body says the peer dropped some of the events (OTLP's
 //!   partial success) counts those as discarded, reason `rejected`, and
 //!   the rest as sent.
-//! - `rate` paces requests, a backlog after an outage included. Order is
-//!   strictly oldest first.
 //! - When the input closes the sink keeps sending for at most three
 //!   `request_timeout`s, and it stops at the node's deadline even while its
 //!   input is still open (held back by a full buffer); what is left
 //!   stays in a disk buffer for the next start, or is counted as discarded
 //!   (reason `shutdown`) from a memory buffer.
+//!
+//! # Backlog mode: two lanes
+//!
+//! With a `rate` (the `iotel` sink's `drain.max_events_per_second`) and a
+//! protocol that has a live lane ([`Protocol::live_lane`]), the sink sends
+//! in one of two modes (`lanes.rs`):
+//!
+//! - **In order** (the normal mode): oldest first, one lane, unpaced.
+//! - **Backlog mode**, entered when the sink, about to send, finds more
+//!   waiting than one request takes (after an outage, or at start with a
+//!   disk backlog). It opens the buffer's live lane at the next id
+//!   ([`SinkBuffer::begin_live`]): batches pushed from then on are live.
+//!   The *backlog lane* sends the older ones, oldest first, each request
+//!   paced by `rate`; the *live lane* sends the live ones, oldest first
+//!   among themselves, unpaced. One request is in flight at a time:
+//!   whenever a live request is due it goes first, else a backlog request
+//!   when the pacer allows. Live batches a peer took are acknowledged out
+//!   of order ([`SinkBuffer::mark_delivered`]). When the backlog lane has
+//!   nothing left below the live lane's start, the sink is back in order
+//!   (the live batches not yet sent go with it).
+//!
+//! Without a `rate`, or with a protocol without a live lane, order is
+//! strictly oldest first, and `rate` (if any) paces every request.
+
+mod lanes;
 
 pub(crate) mod log_batch;
 #[cfg(test)]
 pub(crate) mod test_peer;
 
 use super::buffer::{BufferConfig, PushError, SinkBuffer, WhenFull};
-use super::http_delivery::{self as request, Action, Delivery, Exchange, Jitter, describe};
+use super::http_delivery::{self as request, Delivery, Exchange, Jitter};
 use crate::http_util::{self, Body};
 use bytes::Bytes;
 use iotel_engine::{Batch, ComponentError, Gauge, SinkContext};
 use iotel_model::Events;
+use lanes::{Lane, LaneId};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -54,11 +78,13 @@ pub(crate) trait Protocol: Send {
     fn encode(&mut self, first: u64, last: u64) -> Result<Bytes, String>;
     /// Forgets what was added.
     fn clear(&mut self);
-    /// The request carrying `body`.
-    fn request(&self, body: Bytes, first: u64, last: u64) -> http::Request<Body>;
-    /// When the answer says the peer already had some of the batch: the
-    /// first id it does not have (everything below was delivered before).
-    fn peer_has_below(&self, _exchange: &Exchange) -> Option<u64> {
+    /// The request carrying `body`, which covers the buffer ids `first ..=
+    /// last`; `oldest` is the oldest id the sink may still send (every id
+    /// below it was delivered or given up).
+    fn request(&self, body: Bytes, first: u64, last: u64, oldest: u64) -> http::Request<Body>;
+    /// What a refusal says the peer already had of the request; `None` when
+    /// it says nothing of the kind.
+    fn peer_has(&self, _exchange: &Exchange) -> Option<PeerHas> {
         None
     }
     /// Whether an answer with `status` (not 2xx) is worth sending again;
@@ -71,6 +97,14 @@ pub(crate) trait Protocol: Send {
     fn partially_rejected(&self, _exchange: &Exchange) -> Option<PartialRejection> {
         None
     }
+    /// An empty protocol like this one, for the live lane (see the module
+    /// docs); `None`: this protocol's peer needs batches strictly in order.
+    fn live_lane(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// What a peer that accepted a request said it dropped of it.
@@ -79,6 +113,16 @@ pub(crate) struct PartialRejection {
     /// Events dropped; 0 when the peer only warned.
     pub events: usize,
     pub message: String,
+}
+
+/// What a peer said it already had of a request (a retransmit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PeerHas {
+    /// The first id it wants: it has every id from the request's first
+    /// below this.
+    pub next: Option<u64>,
+    /// Ids it has, as inclusive ranges.
+    pub ranges: Vec<(u64, u64)>,
 }
 
 /// What every buffered HTTP sink is configured with.
@@ -92,7 +136,8 @@ pub(crate) struct Settings {
     pub batch_timeout: Duration,
     pub request_timeout: Duration,
     pub retry: request::RetryPolicy,
-    /// Events per second at most.
+    /// Events per second at most: of the backlog lane when the protocol has
+    /// a live lane, else of every request.
     pub rate: Option<u64>,
     pub buffer: BufferConfig,
 }
@@ -100,63 +145,31 @@ pub(crate) struct Settings {
 /// How long before the node's shutdown deadline the final flush gives up.
 const FLUSH_MARGIN: Duration = Duration::from_millis(500);
 
-/// The request in flight.
-type Pending = Pin<Box<dyn Future<Output = Exchange> + Send>>;
+/// The request in flight, and the lane it came from.
+type Pending = (LaneId, Pin<Box<dyn Future<Output = Exchange> + Send>>);
 
-async fn answer(in_flight: &mut Option<Pending>) -> Exchange {
+async fn answer(in_flight: &mut Option<Pending>) -> (LaneId, Exchange) {
     match in_flight {
-        Some(f) => f.await,
+        Some((lane, f)) => (*lane, f.await),
         None => std::future::pending().await,
-    }
-}
-
-/// The buffered batches in the next request: their ids, sizes and ages.
-#[derive(Debug, Default)]
-struct Outgoing {
-    /// (id, events, written_unix_ms), oldest first.
-    batches: Vec<(u64, usize, u64)>,
-    events: usize,
-    /// A batch read that did not fit.
-    carry: Option<super::buffer::Buffered>,
-    /// The encoded request, kept for retries.
-    body: Option<Bytes>,
-}
-
-impl Outgoing {
-    fn first_id(&self) -> Option<u64> {
-        self.batches.first().map(|b| b.0)
-    }
-
-    fn last_id(&self) -> Option<u64> {
-        self.batches.last().map(|b| b.0)
-    }
-
-    /// Events of the batches with ids below `next`.
-    fn events_below(&self, next: u64) -> usize {
-        self.batches
-            .iter()
-            .take_while(|b| b.0 < next)
-            .map(|b| b.1)
-            .sum()
-    }
-
-    fn clear(&mut self) {
-        self.batches.clear();
-        self.events = 0;
-        self.carry = None;
-        self.body = None;
     }
 }
 
 /// The state of one sink's delivery.
 struct Driver<P> {
     s: Settings,
-    protocol: P,
     buffer: SinkBuffer,
-    out: Outgoing,
+    /// The only lane in order; the backlog lane in backlog mode.
+    main: Lane<P>,
+    /// The live lane, when `rate` is set and the protocol has one.
+    live: Option<Lane<P>>,
+    /// In backlog mode: the buffer's live lane is open.
+    backlog: bool,
     delivery: Delivery,
     jitter: Jitter,
     retry_at: Option<Instant>,
+    /// Pacing: the earliest moment the next paced request may go.
+    paced_until: Option<Instant>,
     slowdown: Gauge,
 }
 
@@ -173,6 +186,7 @@ pub(crate) async fn deliver<P: Protocol>(
     let durable = matches!(s.buffer, BufferConfig::Disk(_));
     let policy = s.buffer.when_full();
     let client = http_util::client();
+    let live = s.rate.and_then(|_| protocol.live_lane()).map(Lane::new);
     let mut d = Driver {
         delivery: Delivery::new(s.retry),
         slowdown: cx.registry().gauge(
@@ -182,19 +196,19 @@ pub(crate) async fn deliver<P: Protocol>(
             &[],
         ),
         s,
-        protocol,
+        main: Lane::new(protocol),
+        live,
+        backlog: false,
         buffer,
-        out: Outgoing::default(),
         jitter: Jitter::new(),
         retry_at: None,
+        paced_until: None,
     };
     let mut in_flight: Option<Pending> = None;
     let mut flush_deadline: Option<Instant> = None;
     // A batch refused by a full buffer, waiting for room; input is not read
     // meanwhile: that is the backpressure.
     let mut blocked: Option<Batch> = None;
-    // Pacing: the earliest moment the next request may go.
-    let mut paced_until: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once the node is stopping: a sink whose input stays open (held
@@ -207,8 +221,8 @@ pub(crate) async fn deliver<P: Protocol>(
         if d.retry_at.is_some_and(|t| t <= now) {
             d.retry_at = None;
         }
-        if paced_until.is_some_and(|t| t <= now) {
-            paced_until = None;
+        if d.paced_until.is_some_and(|t| t <= now) {
+            d.paced_until = None;
         }
         if flush_deadline.is_some_and(|t| t <= now) || hard_deadline.is_some_and(|t| t <= now) {
             break;
@@ -217,40 +231,21 @@ pub(crate) async fn deliver<P: Protocol>(
             blocked = d.push(b, policy, in_flight.is_none(), &cx)?;
         }
         let closing = flush_deadline.is_some();
-        if in_flight.is_none() && d.retry_at.is_none() && paced_until.is_none() {
-            d.fill(&cx)?;
-            if d.out.body.is_none() && d.due(unix_ms(), closing) {
-                d.encode(&cx)?;
-            }
-            if let (Some(body), Some(first), Some(last)) =
-                (&d.out.body, d.out.first_id(), d.out.last_id())
-            {
-                in_flight = Some(Box::pin(request::post(
-                    client.clone(),
-                    d.protocol.request(body.clone(), first, last),
-                    d.s.request_timeout,
-                )));
-                if let Some(rate) = d.s.rate {
-                    let secs = d.out.events as f64 / rate as f64;
-                    paced_until = Some(now + Duration::from_secs_f64(secs));
-                }
-            }
+        if in_flight.is_none()
+            && d.retry_at.is_none()
+            && let Some(lane) = d.next_request(closing, &cx)?
+            && let Some(request) = d.start(lane, now)
+        {
+            let f = request::post(client.clone(), request, d.s.request_timeout);
+            in_flight = Some((lane, Box::pin(f)));
         }
-        if closing && d.out.batches.is_empty() && d.out.carry.is_none() && d.buffer.is_empty() {
+        if closing && d.holds_nothing() {
             break;
         }
-        let batch_timer = match (&d.out.body, d.out.batches.first()) {
-            (None, Some(&(_, _, written))) => {
-                let age = unix_ms().saturating_sub(written);
-                let wait = (d.s.batch_timeout.as_millis() as u64).saturating_sub(age);
-                Some(now + Duration::from_millis(wait))
-            }
-            _ => None,
-        };
         let wake = [
             d.retry_at,
-            paced_until,
-            batch_timer,
+            d.paced_until,
+            d.batch_timer(now),
             flush_deadline,
             hard_deadline,
         ]
@@ -276,9 +271,9 @@ pub(crate) async fn deliver<P: Protocol>(
                     .deadline()
                     .map(|node| node.checked_sub(FLUSH_MARGIN).unwrap_or(node));
             },
-            exchange = answer(&mut in_flight) => {
+            (lane, exchange) = answer(&mut in_flight) => {
                 in_flight = None;
-                d.on_answer(&exchange, &cx)?;
+                d.on_answer(lane, &exchange, &cx)?;
             },
             _ = tick.tick() => {
                 if let Err(e) = d.buffer.sync_if_due() {
@@ -325,19 +320,6 @@ pub(crate) async fn deliver<P: Protocol>(
 }
 
 impl<P: Protocol> Driver<P> {
-    /// Whether what was read makes a request now.
-    fn due(&self, now_ms: u64, closing: bool) -> bool {
-        let Some(&(_, _, oldest)) = self.out.batches.first() else {
-            return false;
-        };
-        closing
-            || self.out.carry.is_some()
-            || self.out.events >= self.s.max_events
-            // Written "in the future": the clock stepped back; do not wait.
-            || now_ms < oldest
-            || now_ms - oldest >= self.s.batch_timeout.as_millis() as u64
-    }
-
     /// Stores an input batch, in pieces of at most `max_events` so a
     /// request never has to hold more. Returns what has to wait for room.
     fn push(
@@ -395,8 +377,8 @@ impl<P: Protocol> Driver<P> {
                 if !idle {
                     return Ok(Some(b));
                 }
-                self.out.clear();
-                self.protocol.clear();
+                // It closes the live lane too.
+                self.clear_lanes();
                 let compacted = self.buffer.compact().map_err(|e| {
                     cx.metrics.error("buffer_compact_failed");
                     ComponentError::new(format!("compacting the buffer failed: {e}"))
@@ -450,177 +432,6 @@ impl<P: Protocol> Driver<P> {
                 errors.get()
             );
         }
-    }
-
-    /// Reads buffered batches into the protocol until the next does not fit
-    /// or none is left.
-    fn fill(&mut self, cx: &SinkContext) -> Result<(), ComponentError> {
-        if self.out.body.is_some() {
-            return Ok(());
-        }
-        loop {
-            let next = match self.out.carry.take() {
-                Some(b) => b,
-                None => {
-                    if self.out.events >= self.s.max_events {
-                        return Ok(());
-                    }
-                    match self.buffer.next() {
-                        Ok(Some(b)) => b,
-                        Ok(None) => return Ok(()),
-                        Err(e) => {
-                            cx.metrics.error("buffer_read_failed");
-                            return Err(ComponentError::new(format!(
-                                "reading the buffer failed: {e}"
-                            )));
-                        }
-                    }
-                }
-            };
-            if !self.out.batches.is_empty() && !self.protocol.fits(&next.events) {
-                self.out.carry = Some(next);
-                return Ok(());
-            }
-            let n = next.events.len();
-            self.out.batches.push((next.id, n, next.written_unix_ms));
-            self.out.events += n;
-            self.protocol.add(next.events);
-        }
-    }
-
-    fn encode(&mut self, cx: &SinkContext) -> Result<(), ComponentError> {
-        let (Some(first), Some(last)) = (self.out.first_id(), self.out.last_id()) else {
-            return Ok(());
-        };
-        match self.protocol.encode(first, last) {
-            Ok(b) => self.out.body = Some(b),
-            Err(e) => {
-                // Not expected: the events decoded from the buffer.
-                let n = self.out.events;
-                self.ack(last, cx)?;
-                self.forget_request();
-                cx.metrics.discarded("encode_failed", n);
-                tracing::warn!(component = %cx.metrics.id(), "encoding {n} {} failed: {e}", self.s.unit);
-            }
-        }
-        Ok(())
-    }
-
-    /// Drops what was read for the request (it was acknowledged).
-    fn forget_request(&mut self) {
-        let carry = self.out.carry.take();
-        self.out.clear();
-        self.out.carry = carry;
-        self.protocol.clear();
-    }
-
-    fn ack(&mut self, id: u64, cx: &SinkContext) -> Result<(), ComponentError> {
-        self.buffer.ack(id).map_err(|e| {
-            cx.metrics.error("buffer_ack_failed");
-            ComponentError::new(format!("acknowledging buffered batches failed: {e}"))
-        })
-    }
-
-    fn on_answer(&mut self, exchange: &Exchange, cx: &SinkContext) -> Result<(), ComponentError> {
-        let id = cx.metrics.id();
-        let (Some(first), Some(last)) = (self.out.first_id(), self.out.last_id()) else {
-            return Ok(());
-        };
-        let n = self.out.events;
-        if let Some(next) = self
-            .protocol
-            .peer_has_below(exchange)
-            .filter(|next| *next > first)
-        {
-            // The peer had ids below `next`: they were delivered, by an
-            // earlier attempt whose answer was lost.
-            if next > last + 1 {
-                // The receiver has seen ids beyond this whole request: the
-                // request is acknowledged, but something is off.
-                tracing::warn!(
-                    component = %id,
-                    "{} already has ids up to {} from this agent, past this request's {first}..={last}: \
-                     is another agent using the same agent_id, or did the clock step back? The \
-                     request's {} {} are taken as delivered",
-                    self.s.peer,
-                    next - 1,
-                    n,
-                    self.s.unit
-                );
-                cx.metrics.error("sequence_ahead");
-            }
-            let upto = next.min(last + 1) - 1;
-            let had = self.out.events_below(next);
-            self.ack(upto, cx)?;
-            cx.metrics.sent(had);
-            tracing::debug!(
-                component = %id,
-                "{} already had {had} {} (ids {first}..={upto})",
-                self.s.peer,
-                self.s.unit
-            );
-            // Read the rest again from the buffer, as a new request.
-            self.out.clear();
-            self.protocol.clear();
-            self.buffer.rewind();
-            return Ok(());
-        }
-        let protocol = &self.protocol;
-        match self
-            .delivery
-            .on_answer_with(&exchange.answer, self.jitter.next(), |s| {
-                protocol.retryable(s)
-            }) {
-            Action::Delivered { after_failures } => {
-                let partial = self.protocol.partially_rejected(exchange);
-                self.ack(last, cx)?;
-                self.forget_request();
-                match partial {
-                    None => cx.metrics.sent(n),
-                    Some(p) => self.partially_delivered(n, &p, cx),
-                }
-                if after_failures > 0 {
-                    tracing::info!(
-                        component = %id,
-                        "delivered to {} again after {after_failures} failed attempts",
-                        self.s.peer
-                    );
-                }
-            }
-            Action::Retry {
-                delay,
-                failures,
-                code,
-            } => {
-                cx.metrics.error(code);
-                self.retry_at = Some(Instant::now() + delay);
-                if failures.is_power_of_two() {
-                    tracing::warn!(
-                        component = %id,
-                        "sending {n} {} to {} failed ({}); retrying in {delay:?} (failed \
-                         attempts: {failures})",
-                        self.s.unit,
-                        self.s.peer,
-                        describe(exchange),
-                    );
-                }
-            }
-            Action::Reject { code } => {
-                self.ack(last, cx)?;
-                self.forget_request();
-                cx.metrics.discarded("rejected", n);
-                cx.metrics.error(code);
-                tracing::warn!(
-                    component = %id,
-                    "{} refused {n} {} ({}); dropped them (counted as discarded, reason \
-                     \"rejected\"), as sending them again would not help",
-                    self.s.peer,
-                    self.s.unit,
-                    describe(exchange),
-                );
-            }
-        }
-        Ok(())
     }
 
     /// Counts a request the peer took but dropped `p.events` of.

@@ -10,19 +10,21 @@
 //!   several scrapes is what makes the per-batch dictionary pay off). A
 //!   request goes out once that many are waiting, or the oldest waited
 //!   `batch.timeout`, or a backlog is draining.
-//! - One request is in flight at a time, so batches arrive in buffer order.
-//!   The frame's sequence is the first buffer id it covers and the
-//!   `Iotel-Last-Sequence` header the last; ids increase across restarts,
-//!   so the receiver drops retransmits.
+//! - One request is in flight at a time. The frame's sequence is the first
+//!   buffer id it covers and the `Iotel-Last-Sequence` header the last;
+//!   `Iotel-Oldest-Sequence` is the buffer's oldest id not yet settled. Ids
+//!   increase across restarts, so the receiver drops retransmits.
 //! - A batch leaves the buffer only when the receiver answered 200, or 409
-//!   (it had those ids already: a retransmit after a lost answer). 429, 5xx,
-//!   connection errors and timeouts retry the same request with jittered
-//!   exponential backoff (`retry`), honouring `Retry-After`. Other 4xx drop
-//!   the batch, counted (`discarded`, reason `rejected`), with a warning
-//!   quoting the receiver.
-//! - `drain.max_events_per_second` paces sending (a backlog after an outage
-//!   included) so a fleet coming back does not flatten its gateway. Order is
-//!   strictly oldest first: live data queues behind the backlog.
+//!   (it had those ids already: a retransmit after a lost answer, or after a
+//!   restart; `Iotel-Received` says which). 429, 5xx, connection errors and
+//!   timeouts retry the same request with jittered exponential backoff
+//!   (`retry`), honouring `Retry-After`. Other 4xx drop the batch, counted
+//!   (`discarded`, reason `rejected`), with a warning quoting the receiver.
+//! - Without `drain.max_events_per_second` batches arrive strictly oldest
+//!   first. With it, a backlog (after an outage, or at start) drains oldest
+//!   first at that rate, so a fleet coming back does not flatten its
+//!   gateway, while batches pushed since go ahead of it, unpaced: the live
+//!   lane (see `sinks::buffered`, "Backlog mode").
 //! - At shutdown the sink keeps sending for at most three
 //!   `request_timeout`s (and never past the node's deadline). What is left
 //!   stays in a disk buffer for the next start; a memory buffer's leftovers
@@ -30,12 +32,15 @@
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_live;
 
 use super::buffer::BufferConfig;
-use super::buffered::{self, Protocol, Settings};
+use super::buffered::{self, PeerHas, Protocol, Settings};
 use super::http_delivery::{Answer, Exchange, RetryConfig};
 use crate::http_util::{self, Body};
-use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE};
+use crate::id_ranges::parse_ranges;
+use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE, OLDEST_SEQUENCE, RECEIVED};
 use crate::{BuildContext, Problem};
 use bytes::Bytes;
 use iotel_engine::config::Duration;
@@ -106,12 +111,13 @@ pub struct BatchConfig {
     pub timeout: Duration,
 }
 
-/// `drain`: pacing.
+/// `drain`: pacing a backlog.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrainConfig {
-    /// Events sent per second at most; unset, as fast as the receiver takes
-    /// them.
+    /// Events of a backlog sent per second at most, while newer batches go
+    /// ahead unpaced (the live lane); unset, everything is sent oldest
+    /// first, as fast as the receiver takes it.
     #[serde(default)]
     pub max_events_per_second: Option<NonZeroU64>,
 }
@@ -308,7 +314,7 @@ impl Protocol for NativeProtocol {
         self.builder.clear();
     }
 
-    fn request(&self, body: Bytes, _first: u64, last: u64) -> http::Request<Body> {
+    fn request(&self, body: Bytes, _first: u64, last: u64, oldest: u64) -> http::Request<Body> {
         let mut r = http::Request::new(Body::new(body));
         *r.method_mut() = http::Method::POST;
         *r.uri_mut() = self.endpoint.clone();
@@ -322,20 +328,31 @@ impl Protocol for NativeProtocol {
             http::HeaderValue::from_static(http_util::USER_AGENT),
         );
         h.insert(LAST_SEQUENCE, http::HeaderValue::from(last));
+        h.insert(OLDEST_SEQUENCE, http::HeaderValue::from(oldest));
         r
     }
 
-    /// A 409 names the first sequence the receiver wants.
-    fn peer_has_below(&self, exchange: &Exchange) -> Option<u64> {
+    /// A 409 lists the ids the receiver had (`Iotel-Received`), and names
+    /// the first it wants when they start the request
+    /// (`Iotel-Next-Sequence`; a receiver that predates `Iotel-Received`
+    /// sends only that).
+    fn peer_has(&self, exchange: &Exchange) -> Option<PeerHas> {
         if !matches!(exchange.answer, Answer::Status { status: 409, .. }) {
             return None;
         }
-        exchange
-            .headers
-            .get(NEXT_SEQUENCE)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()
+        let header = |name: &str| exchange.headers.get(name)?.to_str().ok();
+        let next = header(NEXT_SEQUENCE).and_then(|v| v.trim().parse().ok());
+        let ranges = header(RECEIVED).and_then(parse_ranges).unwrap_or_default();
+        (next.is_some() || !ranges.is_empty()).then_some(PeerHas { next, ranges })
+    }
+
+    fn live_lane(&self) -> Option<Self> {
+        Some(NativeProtocol {
+            endpoint: self.endpoint.clone(),
+            agent_id: self.agent_id.clone(),
+            compression: self.compression,
+            max_events: self.max_events,
+            builder: native::Builder::new(),
+        })
     }
 }

@@ -12,23 +12,25 @@ use std::net::SocketAddr;
 use std::path::Path;
 use tokio::sync::mpsc;
 
-fn free_addr() -> SocketAddr {
+pub(super) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// A receiver: the `iotel` source with a test output.
-struct Receiver {
-    rx: TestReceiver,
-    trigger: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
+pub(super) struct Receiver {
+    pub(super) rx: TestReceiver,
+    pub(super) metrics: ComponentMetrics,
+    pub(super) trigger: ShutdownTrigger,
+    pub(super) task: tokio::task::JoinHandle<Result<(), ComponentError>>,
 }
 
-async fn receiver(addr: SocketAddr, data_dir: &Path, extra: &str) -> Receiver {
+pub(super) async fn receiver(addr: SocketAddr, data_dir: &Path, extra: &str) -> Receiver {
     let cfg: sources::iotel::Config =
         toml::from_str(&format!("address = \"{addr}\"\n{extra}")).unwrap();
     let (out, rx) = Output::for_test(64);
     let (trigger, shutdown) = shutdown::channel();
+    let metrics = ComponentMetrics::detached("in", "iotel");
     let cx = SourceContext {
         key: ComponentKey {
             id: "in".into(),
@@ -36,7 +38,7 @@ async fn receiver(addr: SocketAddr, data_dir: &Path, extra: &str) -> Receiver {
         },
         out,
         shutdown,
-        metrics: ComponentMetrics::detached("in", "iotel"),
+        metrics: metrics.clone(),
         data_dir: data_dir.to_path_buf(),
     };
     let task = tokio::spawn(cfg.build(&BuildContext::for_test("in")).unwrap().run(cx));
@@ -46,12 +48,17 @@ async fn receiver(addr: SocketAddr, data_dir: &Path, extra: &str) -> Receiver {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    Receiver { rx, trigger, task }
+    Receiver {
+        rx,
+        metrics,
+        trigger,
+        task,
+    }
 }
 
 impl Receiver {
     /// Log messages received until `n` arrived.
-    async fn take(&mut self, n: usize) -> Vec<String> {
+    pub(super) async fn take(&mut self, n: usize) -> Vec<String> {
         let mut got = Vec::new();
         while got.len() < n {
             let events = tokio::time::timeout(std::time::Duration::from_secs(20), self.rx.recv())
@@ -66,21 +73,21 @@ impl Receiver {
         got
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.trigger.trigger();
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// The sink, fed through a channel.
-struct Agent {
-    tx: Option<mpsc::Sender<Batch>>,
-    metrics: ComponentMetrics,
-    trigger: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
+pub(super) struct Agent {
+    pub(super) tx: Option<mpsc::Sender<Batch>>,
+    pub(super) metrics: ComponentMetrics,
+    pub(super) trigger: ShutdownTrigger,
+    pub(super) task: tokio::task::JoinHandle<Result<(), ComponentError>>,
 }
 
-fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
+pub(super) fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
     let cfg: Config = toml::from_str(&format!(
         "endpoint = \"{endpoint}\"\nagent_id = \"dev-1\"\n{extra}"
     ))
@@ -109,7 +116,7 @@ fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
 }
 
 impl Agent {
-    async fn send(&self, range: std::ops::Range<u32>) {
+    pub(super) async fn send(&self, range: std::ops::Range<u32>) {
         let events = Events::Logs(
             range
                 .map(|i| LogRecord::new(i64::from(i), format!("{i}")))
@@ -119,7 +126,7 @@ impl Agent {
     }
 
     /// Closes the input and waits for the sink to finish.
-    async fn stop(mut self) -> ComponentMetrics {
+    pub(super) async fn stop(mut self) -> ComponentMetrics {
         self.tx = None;
         self.trigger.trigger();
         self.task.await.unwrap().unwrap();
@@ -127,11 +134,11 @@ impl Agent {
     }
 }
 
-fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
+pub(super) fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| i.to_string()).collect()
 }
 
-async fn wait_until(what: &str, f: impl Fn() -> bool) {
+pub(super) async fn wait_until(what: &str, f: impl Fn() -> bool) {
     for _ in 0..4000 {
         if f() {
             return;

@@ -312,7 +312,7 @@ impl Protocol for LokiProtocol {
         self.batch.clear();
     }
 
-    fn request(&self, body: Bytes, _first: u64, _last: u64) -> http::Request<Body> {
+    fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
         let mut r = http::Request::new(Body::new(body));
         *r.method_mut() = http::Method::POST;
         *r.uri_mut() = self.endpoint.clone();

@@ -6,11 +6,13 @@
 //!   (in its disk buffer, written to its file; see `iotel_engine::Ack`), so
 //!   an agent acknowledges nothing the receiver could still lose; a batch a
 //!   sink could not store is answered 503 (`not_stored`) and comes again.
-//! - Retransmits are dropped by (agent id, sequence) with a window that
-//!   survives restarts (`dedup.rs`): answered 409 with the next sequence
-//!   wanted, counted as discarded, reason `duplicate`. The window is written
-//!   after the batch is safe and before the answer, so a receiver killed
-//!   between the two takes that batch once more (at-least-once).
+//! - Retransmits are dropped by (agent id, sequence) with a window of
+//!   received id ranges that survives restarts (`dedup.rs`): answered 409
+//!   with the ids of the request received before (`Iotel-Received`, and
+//!   `Iotel-Next-Sequence` when they start the request), counted as
+//!   discarded, reason `duplicate`. The window is written after the batch
+//!   is safe and before the answer, so a receiver killed between the two
+//!   takes that batch once more (at-least-once).
 //! - One batch per agent at a time: a second request from an agent whose
 //!   batch is still being handled is answered 503 with `Retry-After`.
 //! - Bad input is answered with a 4xx and the reason, counted as an error
@@ -20,16 +22,18 @@
 //!   `bad_frame`; an unknown format version: 400, `unsupported_version`; a
 //!   compression this build lacks: 415, `unsupported_compression`), a
 //!   body that would decompress past `max_decoded_size` or hold more than
-//!   `max_events` (413, `too_large`), a bad `Iotel-Last-Sequence` (400).
+//!   `max_events` (413, `too_large`), a bad `Iotel-Last-Sequence` or
+//!   `Iotel-Oldest-Sequence` (400, `bad_sequence`).
 
 mod dedup;
 #[cfg(test)]
 mod tests;
 
 use crate::http_util::{self, Body};
-use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE};
+use crate::id_ranges::format_ranges;
+use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE, OLDEST_SEQUENCE, RECEIVED};
 use crate::{BuildContext, Problem};
-use dedup::{Sequences, Verdict};
+use dedup::{MAX_RANGES, Sequences, Verdict};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -149,6 +153,13 @@ impl NativeSource {
             max_records: self.config.max_events.get(),
         };
         let receiver = Arc::new(Receiver {
+            merged_gaps: cx.registry().counter(
+                "iotel_dedup_gaps_merged_total",
+                "Gaps in an agent's received ids a receiver's dedup window merged into what it \
+                 takes as received, to keep 64 ranges per agent; a batch the agent sends later \
+                 into such a gap is dropped as a retransmit.",
+                &[("component_id", &id)],
+            ),
             evictions: cx.registry().counter(
                 "iotel_dedup_evictions_total",
                 "Agents forgotten by a receiver's dedup window to stay within max_agents; a \
@@ -165,7 +176,17 @@ impl NativeSource {
         });
         http_util::serve(listener, cx.shutdown.clone(), move |req| {
             let receiver = receiver.clone();
-            async move { receiver.handle(req).await }
+            // In a task of its own: an agent that hangs up (its request
+            // timed out) cancels the connection's future, and a batch
+            // already handed downstream must still be recorded in the dedup
+            // window, or its retransmit would be taken twice.
+            let handling = tokio::spawn(async move { receiver.handle(req).await });
+            async move {
+                handling.await.unwrap_or_else(|e| {
+                    tracing::error!("handling a native batch failed: {e}");
+                    http_util::response(500, "text/plain; charset=utf-8", "internal error\n")
+                })
+            }
         })
         .await;
         Ok(())
@@ -186,6 +207,7 @@ struct Receiver {
     limits: Limits,
     max_body: usize,
     evictions: Counter,
+    merged_gaps: Counter,
 }
 
 /// An answer that is not 200: status, error code, reason for the peer.
@@ -194,6 +216,8 @@ struct Refusal {
     code: &'static str,
     reason: String,
     next_sequence: Option<u64>,
+    /// `Iotel-Received`, as written.
+    received: Option<String>,
 }
 
 impl Refusal {
@@ -203,6 +227,7 @@ impl Refusal {
             code,
             reason: reason.into(),
             next_sequence: None,
+            received: None,
         }
     }
 }
@@ -248,6 +273,12 @@ impl Receiver {
         let headers = resp.headers_mut();
         if let Some(next) = r.next_sequence {
             headers.insert(NEXT_SEQUENCE, http::HeaderValue::from(next));
+        }
+        if let Some(v) = r
+            .received
+            .and_then(|r| http::HeaderValue::from_str(&r).ok())
+        {
+            headers.insert(RECEIVED, v);
         }
         match r.status {
             503 => {
@@ -298,21 +329,23 @@ impl Receiver {
         if let Some(n) = declared.filter(|n| *n > self.max_body as u64) {
             return Err(too_large(format!("{n} bytes")));
         }
-        let last = match req.headers().get(LAST_SEQUENCE) {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Refusal::new(
-                            400,
-                            "bad_sequence",
-                            format!("{LAST_SEQUENCE}: expected an unsigned integer, got {v:?}"),
-                        )
-                    })?,
-            ),
+        let sequence_header = |name: &str| match req.headers().get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    Refusal::new(
+                        400,
+                        "bad_sequence",
+                        format!("{name}: expected an unsigned integer, got {v:?}"),
+                    )
+                }),
         };
+        let last = sequence_header(LAST_SEQUENCE)?;
+        let oldest = sequence_header(OLDEST_SEQUENCE)?;
         let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
         let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
             .await
@@ -367,22 +400,41 @@ impl Receiver {
         // Turned away as busy, the batch comes again: received only now.
         self.metrics.received(n);
         let verdict = lock(&self.sequences).check(&header.agent_id, first, last);
-        if let Verdict::Seen { next, whole } = verdict {
+        if let Verdict::Seen { received, whole } = &verdict {
             self.metrics.discarded("duplicate", n);
-            let (code, what) = if whole {
-                ("duplicate", "all of it")
-            } else {
-                ("sequence_overlap", "part of it")
+            let next = verdict.next_sequence(first);
+            let ranges = format_ranges(received);
+            let agent = &header.agent_id;
+            let (code, reason) = match (whole, next) {
+                (true, _) | (false, Some(_)) => {
+                    let (code, what) = if *whole {
+                        ("duplicate", "all of it")
+                    } else {
+                        ("sequence_overlap", "part of it")
+                    };
+                    let next = next.unwrap_or(first);
+                    (
+                        code,
+                        format!(
+                            "agent {agent:?}: sequences {first}..={last} were partly or wholly \
+                             received before ({what}); the next wanted is {next}"
+                        ),
+                    )
+                }
+                (false, None) => (
+                    "sequence_overlap",
+                    format!(
+                        "agent {agent:?}: of sequences {first}..={last}, {ranges} were received \
+                         before; send the rest without them"
+                    ),
+                ),
             };
             return Err(Refusal {
                 status: 409,
                 code,
-                reason: format!(
-                    "agent {:?}: sequences {first}..={last} were partly or wholly received \
-                     before ({what}); the next wanted is {next}",
-                    header.agent_id
-                ),
-                next_sequence: Some(next),
+                reason,
+                next_sequence: next,
+                received: Some(ranges),
             });
         }
         let mut out = self.out.clone();
@@ -405,14 +457,30 @@ impl Receiver {
         }
         let mut sequences = lock(&self.sequences);
         let evicted = sequences.evicted;
-        let committed = sequences.commit(&header.agent_id, last);
+        let committed = sequences.commit(&header.agent_id, first, last, oldest);
         self.evictions.add(sequences.evicted - evicted);
         drop(sequences);
-        if let Err(e) = committed {
-            // The batch is safe; only its dedup record is not: a
-            // retransmit of it would be taken again.
-            self.metrics.error("dedup_write_failed");
-            tracing::warn!(component = %self.id, "recording a delivered batch failed: {e}");
+        match committed {
+            Ok(c) if c.merged_gaps > 0 => {
+                self.merged_gaps.add(c.merged_gaps);
+                if self.merged_gaps.get().is_power_of_two() {
+                    tracing::warn!(
+                        component = %self.id,
+                        "agent {:?} left more than {MAX_RANGES} gaps in the ids it delivered; the \
+                         lowest is now taken as received, and a batch it sends later into it is \
+                         dropped as a retransmit (gaps merged so far: {})",
+                        header.agent_id,
+                        self.merged_gaps.get()
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The batch is safe; only its dedup record is not: a
+                // retransmit of it would be taken again.
+                self.metrics.error("dedup_write_failed");
+                tracing::warn!(component = %self.id, "recording a delivered batch failed: {e}");
+            }
         }
         Ok(())
     }

@@ -77,6 +77,8 @@ fn frame(agent: &str, seq: u64, events: &Events) -> Vec<u8> {
 struct Answered {
     status: u16,
     next: Option<u64>,
+    /// `Iotel-Received`.
+    received: Option<String>,
     body: String,
 }
 
@@ -102,10 +104,15 @@ async fn send(
         .headers()
         .get(NEXT_SEQUENCE)
         .map(|v| v.to_str().unwrap().parse().unwrap());
+    let received = resp
+        .headers()
+        .get(RECEIVED)
+        .map(|v| v.to_str().unwrap().to_string());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Answered {
         status,
         next,
+        received,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
@@ -113,6 +120,18 @@ async fn send(
 async fn post(addr: SocketAddr, body: Vec<u8>, last: Option<u64>) -> Answered {
     let last = last.map(|l| l.to_string());
     let headers: Vec<(&str, &str)> = last.iter().map(|l| (LAST_SEQUENCE, l.as_str())).collect();
+    send(addr, "POST", BATCH_PATH, body, &headers).await
+}
+
+/// Posts a batch of `first ..= last` from an agent whose oldest unsettled
+/// id is `oldest`, as the live lane's agents do.
+async fn post_from(addr: SocketAddr, first: u64, last: u64, oldest: u64, n: u32) -> Answered {
+    let (last, oldest) = (last.to_string(), oldest.to_string());
+    let headers = [
+        (LAST_SEQUENCE, last.as_str()),
+        (OLDEST_SEQUENCE, oldest.as_str()),
+    ];
+    let body = frame("dev-1", first, &logs(0..n));
     send(addr, "POST", BATCH_PATH, body, &headers).await
 }
 
@@ -293,5 +312,89 @@ async fn a_batch_downstream_could_not_store_is_answered_503_and_taken_again() {
         accepted(&mut r, frame("dev-1", 10, &logs(0..3)), Some(12)).await,
         logs(0..3)
     );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn ids_received_ahead_of_a_backlog_are_answered_409_with_iotel_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    let addr = r.addr;
+    // The live lane's 100..=110 arrive while the backlog from 50 drains.
+    let (live, events) = tokio::join!(post_from(addr, 100, 110, 50, 2), r.rx.recv());
+    assert_eq!((live.status, events.unwrap().len()), (200, 2));
+    // After a restart the agent sends its whole buffer again, in larger
+    // requests: received ids in the middle, then at the end.
+    let middle = post_from(addr, 95, 120, 50, 3).await;
+    assert_eq!(
+        (middle.status, middle.next, middle.received.as_deref()),
+        (409, None, Some("100-110"))
+    );
+    assert_eq!(
+        middle.body,
+        "agent \"dev-1\": of sequences 95..=120, 100-110 were received before; send the rest \
+         without them"
+    );
+    let end = post_from(addr, 90, 105, 50, 4).await;
+    assert_eq!(
+        (end.status, end.next, end.received.as_deref()),
+        (409, None, Some("100-105"))
+    );
+    // A received start: the next sequence too, as for older agents.
+    let start_of = post_from(addr, 100, 115, 50, 5).await;
+    assert_eq!(
+        (start_of.status, start_of.next, start_of.received.as_deref()),
+        (409, Some(111), Some("100-110"))
+    );
+    let whole = post_from(addr, 101, 104, 50, 6).await;
+    assert_eq!(
+        (whole.status, whole.next, whole.received.as_deref()),
+        (409, Some(105), Some("101-104"))
+    );
+    // The backlog below is new; once it is in, 50..=110 is one floor.
+    let (backlog, _) = tokio::join!(post_from(addr, 50, 99, 50, 7), r.rx.recv());
+    assert_eq!(backlog.status, 200);
+    let overlap = post_from(addr, 105, 112, 105, 8).await;
+    assert_eq!(
+        (overlap.status, overlap.next, overlap.received.as_deref()),
+        (409, Some(111), Some("105-110"))
+    );
+    assert_eq!(r.metrics.errors("duplicate").get(), 1);
+    assert_eq!(r.metrics.errors("sequence_overlap").get(), 4);
+    assert_eq!(r.metrics.discards("duplicate").get(), 3 + 4 + 5 + 6 + 8);
+    // A bad Iotel-Oldest-Sequence is refused like a bad last sequence.
+    let bad = send(
+        addr,
+        "POST",
+        BATCH_PATH,
+        frame("dev-1", 200, &logs(0..1)),
+        &[(OLDEST_SEQUENCE, "x")],
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.body.as_str()),
+        (
+            400,
+            "iotel-oldest-sequence: expected an unsigned integer, got \"x\""
+        )
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn the_received_ranges_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    let (live, _) = tokio::join!(post_from(r.addr, 100, 110, 50, 1), r.rx.recv());
+    assert_eq!(live.status, 200);
+    r.stop().await;
+    let mut r = start(dir.path(), "").await;
+    let again = post_from(r.addr, 60, 120, 50, 1).await;
+    assert_eq!(
+        (again.status, again.received.as_deref()),
+        (409, Some("100-110"))
+    );
+    let (next, _) = tokio::join!(post_from(r.addr, 111, 111, 50, 1), r.rx.recv());
+    assert_eq!(next.status, 200);
     r.stop().await;
 }
