@@ -564,5 +564,27 @@ impl Loaded {
     }
 }
 
+/// `text` as the config file `/etc/iotel/edge.toml`, for tests.
+#[cfg(test)]
+pub(crate) fn test_source(text: &str) -> Source<'_> {
+    Source {
+        file: "edge.toml",
+        text,
+        config_dir: Path::new("/etc/iotel"),
+        data_dir_override: None,
+    }
+}
+
+/// Loads `text` as [`test_source`] does, with `env` for the environment:
+/// how components' tests load a config. The errors are as the binary prints
+/// them.
+#[cfg(test)]
+pub(crate) fn load_for_test(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Loaded, Vec<String>> {
+    load(&test_source(text), env).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
 #[cfg(test)]
 mod tests;

@@ -134,3 +134,21 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
     }
     Ok(uri)
 }
+
+/// A peer URL as [`parse_http_url`] checks it, with `default_path` when it
+/// has none (`http://loki:3100` → `http://loki:3100/loki/api/v1/push`).
+///
+/// # Errors
+/// What is wrong with the URL, for a config error.
+pub fn parse_http_url_with_default_path(
+    url: &str,
+    default_path: &'static str,
+) -> Result<http::Uri, String> {
+    let uri = parse_http_url(url)?;
+    if uri.path() != "/" {
+        return Ok(uri);
+    }
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(default_path));
+    http::Uri::from_parts(parts).map_err(|e| format!("{url}: {e}"))
+}

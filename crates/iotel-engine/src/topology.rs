@@ -15,6 +15,7 @@ use crate::component::{
 use crate::graph::ComponentKind;
 use crate::metrics::{ComponentMetrics, Registry};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use iotel_model::Events;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,84 +210,86 @@ async fn run_transform(
     key: ComponentKey,
     mut t: Box<dyn Transform>,
     mut input: Input,
-    mut out: Output,
-    mut routes: Routes,
+    out: Output,
+    routes: Routes,
     metrics: ComponentMetrics,
 ) {
     let mut buf = Vec::new();
     let mut routed = Vec::new();
-    let mut unconnected_warned = false;
+    let mut outputs = TransformOutputs {
+        key,
+        out,
+        routes,
+        metrics,
+        unconnected_warned: false,
+    };
     while let Some(Batch { events, ack }) = input.recv_batch().await {
         t.transform(events, &mut buf);
         t.routed(&mut routed);
         // What a batch becomes carries its acknowledgement on.
-        for ev in buf.drain(..) {
-            out.send_with(ev, ack.clone()).await;
-        }
-        for (name, ev) in routed.drain(..) {
-            send_routed(
-                &key,
-                &mut routes,
-                &metrics,
-                &mut unconnected_warned,
-                name,
-                ev,
-                Some(&ack),
-            )
-            .await;
-        }
+        outputs.send(&mut buf, &mut routed, Some(&ack)).await;
         ack.done();
     }
     t.flush(&mut buf);
     t.routed(&mut routed);
-    for ev in buf.drain(..) {
-        out.send(ev).await;
-    }
-    for (name, ev) in routed.drain(..) {
-        send_routed(
-            &key,
-            &mut routes,
-            &metrics,
-            &mut unconnected_warned,
-            name,
-            ev,
-            None,
-        )
-        .await;
-    }
-    tracing::debug!(component = %key.id, "transform stopped");
+    outputs.send(&mut buf, &mut routed, None).await;
+    tracing::debug!(component = %outputs.key.id, "transform stopped");
 }
 
-/// Sends to a named output; with no consumer the events are counted as
-/// discarded (reason `unconnected_<name>`), never dropped silently.
-async fn send_routed(
-    key: &ComponentKey,
-    routes: &mut Routes,
-    metrics: &ComponentMetrics,
-    warned: &mut bool,
-    name: &'static str,
-    events: iotel_model::Events,
-    ack: Option<&crate::Ack>,
-) {
-    match routes.get_mut(name) {
-        Some(out) => {
-            match ack {
-                Some(a) => out.send_with(events, a.clone()).await,
-                None => out.send(events).await,
-            };
+/// Where a transform's events go: its default output and its named ones.
+struct TransformOutputs {
+    key: ComponentKey,
+    out: Output,
+    routes: Routes,
+    metrics: ComponentMetrics,
+    /// Events went to a named output nobody takes, and that was logged.
+    unconnected_warned: bool,
+}
+
+impl TransformOutputs {
+    /// Sends what the transform made, `buf` to the default output and
+    /// `routed` to the named ones, each batch carrying `ack` when given.
+    async fn send(
+        &mut self,
+        buf: &mut Vec<Events>,
+        routed: &mut Vec<(&'static str, Events)>,
+        ack: Option<&crate::Ack>,
+    ) {
+        for ev in buf.drain(..) {
+            send_to(&mut self.out, ev, ack).await;
         }
-        None => {
-            if !*warned {
-                *warned = true;
-                tracing::warn!(
-                    component = %key.id,
-                    "events sent to output \"{name}\" are discarded: no component takes \"{}.{name}\" as input",
-                    key.id
-                );
-            }
-            metrics.discarded(&format!("unconnected_{name}"), events.len());
+        for (name, ev) in routed.drain(..) {
+            self.send_routed(name, ev, ack).await;
         }
     }
+
+    /// Sends to a named output; with no consumer the events are counted as
+    /// discarded (reason `unconnected_<name>`), never dropped silently.
+    async fn send_routed(&mut self, name: &'static str, events: Events, ack: Option<&crate::Ack>) {
+        match self.routes.get_mut(name) {
+            Some(out) => send_to(out, events, ack).await,
+            None => {
+                if !self.unconnected_warned {
+                    self.unconnected_warned = true;
+                    tracing::warn!(
+                        component = %self.key.id,
+                        "events sent to output \"{name}\" are discarded: no component takes \"{}.{name}\" as input",
+                        self.key.id
+                    );
+                }
+                self.metrics
+                    .discarded(&format!("unconnected_{name}"), events.len());
+            }
+        }
+    }
+}
+
+/// Sends `events` to `out`, carrying `ack` on when given.
+async fn send_to(out: &mut Output, events: Events, ack: Option<&crate::Ack>) {
+    match ack {
+        Some(a) => out.send_with(events, a.clone()).await,
+        None => out.send(events).await,
+    };
 }
 
 impl RunningTopology {

@@ -2,7 +2,7 @@
 //! tests. Values lean on the edges a codec gets wrong: empty strings,
 //! non-ASCII, NaN payloads, negative zero, extreme timestamps.
 
-use iotel_model::{Exemplar, Labels, MetricMeta, MetricType};
+use iotel_model::{Exemplar, Labels, MetricMeta, MetricType, Severity};
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::sync::Arc;
@@ -36,6 +36,18 @@ pub(crate) fn timestamp() -> impl Strategy<Value = i64> {
         any::<i64>(),
         (0i64..100_000).prop_map(|d| 1_700_000_000_000 + d),
     ]
+}
+
+/// A log record's severity, or none.
+pub(crate) fn severity() -> impl Strategy<Value = Option<Severity>> {
+    proptest::option::of(select(vec![
+        Severity::Trace,
+        Severity::Debug,
+        Severity::Info,
+        Severity::Warn,
+        Severity::Error,
+        Severity::Fatal,
+    ]))
 }
 
 pub(crate) fn meta() -> impl Strategy<Value = Arc<MetricMeta>> {

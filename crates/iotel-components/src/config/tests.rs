@@ -1,15 +1,9 @@
 use super::*;
 
 fn load_str(text: &str) -> Result<Loaded, ConfigErrors> {
-    load(
-        &Source {
-            file: "edge.toml",
-            text,
-            config_dir: Path::new("/etc/iotel"),
-            data_dir_override: None,
-        },
-        |name| (name == "IOTEL_TEST_INTERVAL").then(|| "2s".to_string()),
-    )
+    load(&test_source(text), |name| {
+        (name == "IOTEL_TEST_INTERVAL").then(|| "2s".to_string())
+    })
 }
 
 fn messages(e: ConfigErrors) -> Vec<String> {

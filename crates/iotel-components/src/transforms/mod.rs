@@ -1,6 +1,7 @@
 //! Every transform type, in one enum.
 
 pub mod cardinality_limit;
+pub(crate) mod describe;
 pub mod enrich;
 pub mod filter;
 pub mod labels;

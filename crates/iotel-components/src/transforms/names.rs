@@ -6,7 +6,9 @@
 //! OpenTelemetry attribute names such as `deployment.environment`, which
 //! become `deployment_environment` on metrics.
 
+use crate::Problem;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// What [`is_valid_label_name`] accepts, for messages.
 pub const LABEL_NAME_RULE: &str = "expected [a-zA-Z_][a-zA-Z0-9_]*";
@@ -65,6 +67,39 @@ pub fn prometheus_label_name(name: &str) -> Cow<'_, str> {
         }
     }));
     Cow::Owned(out)
+}
+
+/// Problems with a table of static labels under the key `table`
+/// (`labels = { site = "plant-7" }`): a name that is not an attribute name
+/// (`what`: "label", "attribute"), the `reserved` name (with what it is
+/// set to instead), or an empty value.
+pub(crate) fn static_label_problems(
+    table: &str,
+    what: &str,
+    labels: &BTreeMap<String, String>,
+    reserved: Option<(&str, &str)>,
+) -> Vec<Problem> {
+    let mut p = Vec::new();
+    for (name, value) in labels {
+        let key = format!("{table}.{name}");
+        if !is_valid_attribute_name(name) {
+            p.push(Problem::new(
+                key,
+                format!("not a valid {what} name ({ATTRIBUTE_NAME_RULE})"),
+            ));
+        } else if let Some((_, set_to)) = reserved.filter(|(r, _)| r == name) {
+            p.push(Problem::new(
+                key,
+                format!("`{name}` is set on every record to {set_to}; choose another name"),
+            ));
+        } else if value.is_empty() {
+            p.push(Problem::new(
+                key,
+                "expected a non-empty value (an empty label is an absent one)",
+            ));
+        }
+    }
+    p
 }
 
 #[cfg(test)]

@@ -437,14 +437,6 @@ fn bad_protobuf_bodies_are_refused_with_their_reason() {
 fn arb_record() -> impl Strategy<Value = LogRecord> {
     const NAMES: &[&str] = &["job", "device_id", "service.name", "level", "9x"];
     let labels = crate::strategies::labels(NAMES);
-    let severity = proptest::option::of(proptest::sample::select(vec![
-        Severity::Trace,
-        Severity::Debug,
-        Severity::Info,
-        Severity::Warn,
-        Severity::Error,
-        Severity::Fatal,
-    ]));
     let field = proptest::option::of(proptest::sample::select(vec!["", "abc", "ünï\n\"", "4bf9"]));
     (
         prop_oneof![
@@ -454,7 +446,7 @@ fn arb_record() -> impl Strategy<Value = LogRecord> {
         ],
         labels,
         any::<String>(),
-        severity,
+        crate::strategies::severity(),
         field,
     )
         .prop_map(|(ts, labels, message, severity, trace)| {

@@ -3,8 +3,8 @@
 
 use super::tests::{built_in, grouped, json, key};
 use super::*;
-use crate::strategies::{self, meta, timestamp, value};
-use iotel_model::{Exemplar, Labels, LogRecord, Metric, Severity, Span, SpanStatus};
+use crate::strategies::{self, meta, severity, timestamp, value};
+use iotel_model::{Exemplar, Labels, LogRecord, Metric, Span, SpanStatus};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use std::sync::Arc;
@@ -61,17 +61,6 @@ fn fields() -> impl Strategy<Value = Vec<(String, &'static str)>> {
         "{\"k\":{\"n\":-2}}",
     ]);
     proptest::collection::vec((name, value), 0..4)
-}
-
-fn severity() -> impl Strategy<Value = Option<Severity>> {
-    proptest::option::of(select(vec![
-        Severity::Trace,
-        Severity::Debug,
-        Severity::Info,
-        Severity::Warn,
-        Severity::Error,
-        Severity::Fatal,
-    ]))
 }
 
 pub(super) fn log_batch() -> impl Strategy<Value = Vec<LogRecord>> {

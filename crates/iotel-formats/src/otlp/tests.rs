@@ -329,14 +329,6 @@ fn ids_parse_from_hex_of_the_exact_length_only() {
 
 fn arb_record() -> impl Strategy<Value = LogRecord> {
     let labels = crate::strategies::labels(&["device_id", "service.name", "job"]);
-    let severity = proptest::option::of(proptest::sample::select(vec![
-        Severity::Trace,
-        Severity::Debug,
-        Severity::Info,
-        Severity::Warn,
-        Severity::Error,
-        Severity::Fatal,
-    ]));
     let field_value = prop_oneof![
         any::<i64>().prop_map(serde_json::Value::from),
         any::<bool>().prop_map(serde_json::Value::from),
@@ -349,7 +341,7 @@ fn arb_record() -> impl Strategy<Value = LogRecord> {
         1i64..i64::MAX,
         labels,
         ".{0,20}",
-        severity,
+        crate::strategies::severity(),
         proptest::collection::btree_map("[a-z]{1,6}", field_value, 0..4),
         proptest::option::of(proptest::sample::select(vec![TRACE, "bad"])),
     )

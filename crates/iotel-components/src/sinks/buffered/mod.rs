@@ -1,7 +1,9 @@
 //! Delivery of buffered batches over HTTP, one request at a time: the loop
-//! the `iotel` and `prometheus_remote_write` sinks share. What differs
-//! between them — how batches become a request body, what the request looks
-//! like, what a peer's answer may add — is their [`Protocol`].
+//! the `iotel`, `prometheus_remote_write`, `loki` and `otlp_logs` sinks
+//! share. What differs between them — how batches become a request body,
+//! what the request looks like, what a peer's answer may add — is their
+//! [`Protocol`]; the config keys they have in common become [`Settings`] in
+//! `keys.rs`.
 //!
 //! - Every input batch goes into the sink's [`SinkBuffer`] first and is
 //!   acknowledged upstream once there (under `block` the sink stops reading
@@ -50,6 +52,7 @@
 
 mod lanes;
 
+pub(crate) mod keys;
 pub(crate) mod log_batch;
 #[cfg(test)]
 pub(crate) mod test_peer;

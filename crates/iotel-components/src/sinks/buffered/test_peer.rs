@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 /// One scripted answer.
@@ -27,6 +27,10 @@ pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, &'static str)>,
     pub body: Bytes,
+    /// Wait for this before answering.
+    pub gate: Option<Arc<Notify>>,
+    /// Then wait this long (to outlast the client's timeout).
+    pub delay: Duration,
 }
 
 pub(crate) fn reply(status: u16) -> Reply {
@@ -34,6 +38,8 @@ pub(crate) fn reply(status: u16) -> Reply {
         status,
         headers: vec![],
         body: Bytes::new(),
+        gate: None,
+        delay: Duration::ZERO,
     }
 }
 
@@ -43,6 +49,8 @@ pub(crate) struct Seen {
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Seen {
@@ -77,8 +85,15 @@ impl Peer {
                     path: parts.uri.path().to_string(),
                     headers: parts.headers,
                     body,
+                    at: Instant::now(),
                 });
                 let r = script.lock().unwrap().pop_front().unwrap_or(reply(204));
+                if let Some(gate) = &r.gate {
+                    gate.notified().await;
+                }
+                if !r.delay.is_zero() {
+                    tokio::time::sleep(r.delay).await;
+                }
                 let mut resp = http_util::response(r.status, "text/plain", r.body);
                 for (k, v) in r.headers {
                     resp.headers_mut()
@@ -116,6 +131,16 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(sink: Box<dyn Sink>, id: &str, type_name: &str) -> Running {
+        Self::start_with(sink, id, type_name, Shutdown::never())
+    }
+
+    /// As `start`, stopped by `shutdown`.
+    pub(crate) fn start_with(
+        sink: Box<dyn Sink>,
+        id: &str,
+        type_name: &str,
+        shutdown: Shutdown,
+    ) -> Running {
         let (tx, rx) = mpsc::channel(8);
         let metrics = ComponentMetrics::detached(id, type_name);
         let cx = SinkContext {
@@ -124,7 +149,7 @@ impl Running {
                 type_name: type_name.into(),
             },
             input: Input::new(rx, metrics.clone()),
-            shutdown: Shutdown::never(),
+            shutdown,
             metrics: metrics.clone(),
             data_dir: std::env::temp_dir(),
         };

@@ -231,13 +231,7 @@ impl Config {
 
 /// The endpoint URL, with the batch path when none is given.
 fn endpoint(url: &str) -> Result<http::Uri, String> {
-    let uri = http_util::parse_http_url(url)?;
-    if uri.path() != "/" {
-        return Ok(uri);
-    }
-    let mut parts = uri.into_parts();
-    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(BATCH_PATH));
-    http::Uri::from_parts(parts).map_err(|e| format!("{url}: {e}"))
+    http_util::parse_http_url_with_default_path(url, BATCH_PATH)
 }
 
 fn host_name() -> Option<String> {

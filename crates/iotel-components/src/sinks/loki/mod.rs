@@ -31,6 +31,7 @@
 mod tests;
 
 use super::buffer::BufferConfig;
+use super::buffered::keys::{Endpoint, HttpSinkKeys};
 use super::buffered::log_batch::{LogBatch, LogBatchConfig};
 use super::buffered::{self, Protocol, Settings};
 use super::http_delivery::{Headers, RetryConfig, request_headers};
@@ -150,28 +151,7 @@ impl Config {
             }
         }
         p.extend(self.batch.validate());
-        if self.request_timeout.get().is_zero() {
-            p.push(Problem::new(
-                "request_timeout",
-                "expected a duration above 0s, such as \"10s\"",
-            ));
-        }
-        p.extend(self.retry.validate());
-        if let BufferConfig::Memory(m) = &self.buffer
-            && m.max_events < self.batch.max_events
-        {
-            p.push(Problem::new(
-                "buffer.max_events",
-                format!(
-                    "expected at least batch.max_events ({}), got {}",
-                    self.batch.max_events, m.max_events
-                ),
-            ));
-        }
-        p.extend(self.buffer.validate("buffer"));
-        if let Err(problems) = self.request_headers() {
-            p.extend(problems);
-        }
+        p.extend(self.keys().validate());
         p
     }
 
@@ -183,31 +163,28 @@ impl Config {
 
     fn sink(&self) -> Result<LokiSink, Problem> {
         let endpoint = endpoint(&self.endpoint).map_err(|e| Problem::new("endpoint", e))?;
-        let headers = self.request_headers().map_err(|problems| {
-            problems
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Problem::new("headers", "invalid header"))
-        })?;
+        let (settings, endpoint) = self.keys().build(endpoint)?;
         Ok(LokiSink {
-            settings: Settings {
-                peer: endpoint.to_string(),
-                unit: "log records",
-                max_events: self.batch.max_events.get(),
-                batch_timeout: self.batch.timeout.get(),
-                request_timeout: self.request_timeout.get(),
-                retry: self.retry.policy(),
-                rate: None,
-                buffer: self.buffer.clone(),
-            },
+            settings,
             protocol: LokiProtocol {
                 endpoint,
-                headers,
                 encoding: self.encoding(),
                 mapping: self.mapping(),
                 batch: LogBatch::new(&self.batch),
             },
         })
+    }
+
+    fn keys(&self) -> HttpSinkKeys<'_> {
+        HttpSinkKeys {
+            unit: "log records",
+            max_events: ("batch.max_events", self.batch.max_events),
+            batch_timeout: self.batch.timeout,
+            buffer: &self.buffer,
+            request_timeout: self.request_timeout,
+            retry: &self.retry,
+            headers: self.request_headers(),
+        }
     }
 
     fn encoding(&self) -> Encoding {
@@ -259,13 +236,7 @@ impl Config {
 
 /// The endpoint URL, with the push path when none is given.
 fn endpoint(url: &str) -> Result<http::Uri, String> {
-    let uri = http_util::parse_http_url(url)?;
-    if uri.path() != "/" {
-        return Ok(uri);
-    }
-    let mut parts = uri.into_parts();
-    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(loki::PUSH_PATH));
-    http::Uri::from_parts(parts).map_err(|e| format!("{url}: {e}"))
+    http_util::parse_http_url_with_default_path(url, loki::PUSH_PATH)
 }
 
 #[derive(Debug)]
@@ -285,9 +256,7 @@ impl Sink for LokiSink {
 /// Loki's side of the delivery loop.
 #[derive(Debug)]
 struct LokiProtocol {
-    endpoint: http::Uri,
-    /// Every header of a request; configured values are marked sensitive.
-    headers: http::HeaderMap,
+    endpoint: Endpoint,
     encoding: Encoding,
     mapping: Mapping,
     batch: LogBatch,
@@ -313,10 +282,6 @@ impl Protocol for LokiProtocol {
     }
 
     fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
-        let mut r = http::Request::new(Body::new(body));
-        *r.method_mut() = http::Method::POST;
-        *r.uri_mut() = self.endpoint.clone();
-        *r.headers_mut() = self.headers.clone();
-        r
+        self.endpoint.post(body)
     }
 }

@@ -103,16 +103,7 @@ inputs = ["gen"]
 {sink}
 "#
     );
-    crate::config::load(
-        &crate::config::Source {
-            file: "edge.toml",
-            text: &text,
-            config_dir: std::path::Path::new("/etc/iotel"),
-            data_dir_override: None,
-        },
-        |_| None,
-    )
-    .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    crate::config::load_for_test(&text, |_| None)
 }
 
 #[test]

@@ -32,6 +32,7 @@
 mod tests;
 
 use super::buffer::BufferConfig;
+use super::buffered::keys::{Endpoint, HttpSinkKeys};
 use super::buffered::log_batch::{LogBatch, LogBatchConfig};
 use super::buffered::{self, PartialRejection, Protocol, Settings};
 use super::http_delivery::{Answer, Exchange, Headers, RetryConfig, request_headers};
@@ -95,28 +96,7 @@ impl Config {
             p.push(Problem::new("endpoint", e));
         }
         p.extend(self.batch.validate());
-        if self.request_timeout.get().is_zero() {
-            p.push(Problem::new(
-                "request_timeout",
-                "expected a duration above 0s, such as \"10s\"",
-            ));
-        }
-        p.extend(self.retry.validate());
-        if let BufferConfig::Memory(m) = &self.buffer
-            && m.max_events < self.batch.max_events
-        {
-            p.push(Problem::new(
-                "buffer.max_events",
-                format!(
-                    "expected at least batch.max_events ({}), got {}",
-                    self.batch.max_events, m.max_events
-                ),
-            ));
-        }
-        p.extend(self.buffer.validate("buffer"));
-        if let Err(problems) = self.request_headers() {
-            p.extend(problems);
-        }
+        p.extend(self.keys().validate());
         p
     }
 
@@ -128,31 +108,28 @@ impl Config {
 
     fn sink(&self) -> Result<OtlpLogsSink, Problem> {
         let endpoint = endpoint(&self.endpoint).map_err(|e| Problem::new("endpoint", e))?;
-        let headers = self.request_headers().map_err(|problems| {
-            problems
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Problem::new("headers", "invalid header"))
-        })?;
+        let (settings, endpoint) = self.keys().build(endpoint)?;
         Ok(OtlpLogsSink {
-            settings: Settings {
-                peer: endpoint.to_string(),
-                unit: "log records",
-                max_events: self.batch.max_events.get(),
-                batch_timeout: self.batch.timeout.get(),
-                request_timeout: self.request_timeout.get(),
-                retry: self.retry.policy(),
-                rate: None,
-                buffer: self.buffer.clone(),
-            },
+            settings,
             protocol: OtlpProtocol {
                 endpoint,
-                headers,
                 gzip: self.compression == CompressionName::Gzip,
                 batch: LogBatch::new(&self.batch),
                 metrics: None,
             },
         })
+    }
+
+    fn keys(&self) -> HttpSinkKeys<'_> {
+        HttpSinkKeys {
+            unit: "log records",
+            max_events: ("batch.max_events", self.batch.max_events),
+            batch_timeout: self.batch.timeout,
+            buffer: &self.buffer,
+            request_timeout: self.request_timeout,
+            retry: &self.retry,
+            headers: self.request_headers(),
+        }
     }
 
     fn request_headers(&self) -> Result<http::HeaderMap, Vec<Problem>> {
@@ -169,13 +146,7 @@ impl Config {
 
 /// The endpoint URL, with the logs path when none is given.
 fn endpoint(url: &str) -> Result<http::Uri, String> {
-    let uri = http_util::parse_http_url(url)?;
-    if uri.path() != "/" {
-        return Ok(uri);
-    }
-    let mut parts = uri.into_parts();
-    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(LOGS_PATH));
-    http::Uri::from_parts(parts).map_err(|e| format!("{url}: {e}"))
+    http_util::parse_http_url_with_default_path(url, LOGS_PATH)
 }
 
 #[derive(Debug)]
@@ -199,9 +170,7 @@ impl Sink for OtlpLogsSink {
 /// OTLP/HTTP's side of the delivery loop.
 #[derive(Debug)]
 struct OtlpProtocol {
-    endpoint: http::Uri,
-    /// Every header of a request; configured values are marked sensitive.
-    headers: http::HeaderMap,
+    endpoint: Endpoint,
     gzip: bool,
     batch: LogBatch,
     /// The sink's counters, for the invalid ids found while encoding; set
@@ -273,11 +242,7 @@ impl Protocol for OtlpProtocol {
     }
 
     fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
-        let mut r = http::Request::new(Body::new(body));
-        *r.method_mut() = http::Method::POST;
-        *r.uri_mut() = self.endpoint.clone();
-        *r.headers_mut() = self.headers.clone();
-        r
+        self.endpoint.post(body)
     }
 
     /// OTLP/HTTP: "429, 502, 503, 504 are retryable; all other 4xx and 5xx

@@ -30,8 +30,9 @@
 mod tests;
 
 use super::buffer::BufferConfig;
+use super::buffered::keys::{Endpoint, HttpSinkKeys};
 use super::buffered::{self, Protocol, Settings};
-use super::http_delivery::RetryConfig;
+use super::http_delivery::{Headers, RetryConfig, request_headers};
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
 use bytes::Bytes;
@@ -40,7 +41,6 @@ use iotel_engine::{ComponentFuture, Sink, SinkContext};
 use iotel_formats::remote_write;
 use iotel_model::{Events, Metric};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,20 +76,6 @@ pub struct BatchConfig {
     pub timeout: Duration,
 }
 
-/// Extra request headers by name. Values stay out of `Debug` output: they
-/// may be credentials (`Authorization`).
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Headers(pub BTreeMap<String, String>);
-
-impl std::fmt::Debug for Headers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.0.keys().map(|k| (k, "***")))
-            .finish()
-    }
-}
-
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -113,52 +99,19 @@ impl Default for BatchConfig {
     }
 }
 
-/// Headers the sink sets itself, for the protocol or the connection.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "connection",
-    "host",
-    "transfer-encoding",
-    "user-agent",
-    "x-prometheus-remote-write-version",
-];
-
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if let Err(e) = http_util::parse_http_url(&self.endpoint) {
             p.push(Problem::new("endpoint", e));
         }
-        let positive = [
-            ("batch.timeout", self.batch.timeout, "1s"),
-            ("request_timeout", self.request_timeout, "10s"),
-        ];
-        for (key, d, example) in positive {
-            if d.get().is_zero() {
-                p.push(Problem::new(
-                    key,
-                    format!("expected a duration above 0s, such as \"{example}\""),
-                ));
-            }
-        }
-        p.extend(self.retry.validate());
-        if let BufferConfig::Memory(m) = &self.buffer
-            && m.max_events < self.batch.max_samples
-        {
+        if self.batch.timeout.get().is_zero() {
             p.push(Problem::new(
-                "buffer.max_events",
-                format!(
-                    "expected at least batch.max_samples ({}), got {}",
-                    self.batch.max_samples, m.max_events
-                ),
+                "batch.timeout",
+                "expected a duration above 0s, such as \"1s\"",
             ));
         }
-        p.extend(self.buffer.validate("buffer"));
-        if let Err(problems) = self.request_headers() {
-            p.extend(problems);
-        }
+        p.extend(self.keys().validate());
         p
     }
 
@@ -171,31 +124,28 @@ impl Config {
     fn remote_write(&self) -> Result<RemoteWrite, Problem> {
         let endpoint =
             http_util::parse_http_url(&self.endpoint).map_err(|e| Problem::new("endpoint", e))?;
-        let headers = self.request_headers().map_err(|problems| {
-            problems
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Problem::new("headers", "invalid header"))
-        })?;
+        let (settings, endpoint) = self.keys().build(endpoint)?;
         Ok(RemoteWrite {
-            settings: Settings {
-                peer: endpoint.to_string(),
-                unit: "samples",
-                max_events: self.batch.max_samples.get(),
-                batch_timeout: self.batch.timeout.get(),
-                request_timeout: self.request_timeout.get(),
-                retry: self.retry.policy(),
-                rate: None,
-                buffer: self.buffer.clone(),
-            },
+            settings,
             protocol: RemoteWriteProtocol {
                 endpoint,
-                headers,
                 max_samples: self.batch.max_samples.get(),
                 samples: Vec::new(),
                 encoder: remote_write::Encoder::new(),
             },
         })
+    }
+
+    fn keys(&self) -> HttpSinkKeys<'_> {
+        HttpSinkKeys {
+            unit: "samples",
+            max_events: ("batch.max_samples", self.batch.max_samples),
+            batch_timeout: self.batch.timeout,
+            buffer: &self.buffer,
+            request_timeout: self.request_timeout,
+            retry: &self.retry,
+            headers: self.request_headers(),
+        }
     }
 
     /// Every header of a request: the protocol's, then the configured ones.
@@ -215,35 +165,7 @@ impl Config {
             HeaderValue::from_static(remote_write::VERSION),
         );
         map.insert(USER_AGENT, HeaderValue::from_static(http_util::USER_AGENT));
-        let mut problems = Vec::new();
-        for (name, value) in &self.headers.0 {
-            let key = format!("headers.{name}");
-            let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-                problems.push(Problem::new(key, "invalid header name"));
-                continue;
-            };
-            if RESERVED_HEADERS.contains(&header.as_str()) {
-                problems.push(Problem::new(
-                    key,
-                    format!("{name} is set by the sink itself and cannot be configured"),
-                ));
-                continue;
-            }
-            let Ok(mut v) = HeaderValue::from_str(value) else {
-                problems.push(Problem::new(
-                    key,
-                    "invalid header value: expected visible ASCII characters and spaces",
-                ));
-                continue;
-            };
-            v.set_sensitive(true);
-            map.insert(header, v);
-        }
-        if problems.is_empty() {
-            Ok(map)
-        } else {
-            Err(problems)
-        }
+        request_headers(map, &self.headers, &[])
     }
 }
 
@@ -264,9 +186,7 @@ impl Sink for RemoteWrite {
 /// Remote write's side of the delivery loop.
 #[derive(Debug)]
 struct RemoteWriteProtocol {
-    endpoint: http::Uri,
-    /// Every header of a request; configured values are marked sensitive.
-    headers: http::HeaderMap,
+    endpoint: Endpoint,
     max_samples: usize,
     /// The next request's samples.
     samples: Vec<Metric>,
@@ -298,10 +218,6 @@ impl Protocol for RemoteWriteProtocol {
     }
 
     fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
-        let mut r = http::Request::new(Body::new(body));
-        *r.method_mut() = http::Method::POST;
-        *r.uri_mut() = self.endpoint.clone();
-        *r.headers_mut() = self.headers.clone();
-        r
+        self.endpoint.post(body)
     }
 }

@@ -1,22 +1,18 @@
 //! The sink against an in-process HTTP peer on a free loopback port that
-//! records every request and answers from a script: these tests are about
-//! our handling of the peer's answers. The check against a real Prometheus
+//! records every request and answers from a script
+//! (`sinks::buffered::test_peer`): these tests are about our handling of
+//! the peer's answers. The check against a real Prometheus
 //! lives with the binary's tests.
 
 use super::*;
-use http_body_util::BodyExt;
-use iotel_engine::{
-    Batch, ComponentError, ComponentKey, ComponentMetrics, Input, Shutdown, ShutdownTrigger,
-};
+use crate::sinks::buffered::test_peer::{Peer, Running, eventually, reply};
+use iotel_engine::Shutdown;
 use iotel_model::{Labels, Metric, MetricType};
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 // ---------------------------------------------------------------------------
 // Config
@@ -66,17 +62,7 @@ type = "prometheus_remote_write"
 inputs = ["gen"]
 endpoint = "htp://x"
 "#;
-    let errors = crate::config::load(
-        &crate::config::Source {
-            file: "edge.toml",
-            text,
-            config_dir: std::path::Path::new("/etc/iotel"),
-            data_dir_override: None,
-        },
-        |_| None,
-    )
-    .unwrap_err();
-    let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let messages = crate::config::load_for_test(text, |_| None).unwrap_err();
     assert_eq!(
         messages,
         [
@@ -163,110 +149,24 @@ headers = { Authorization = "Bearer hunter2" }"#,
 }
 
 // ---------------------------------------------------------------------------
-// A scripted peer
+// Against a peer
 
-/// One scripted answer.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, &'static str)>,
-    body: &'static str,
-    /// Wait for this before answering.
-    gate: Option<Arc<Notify>>,
-    /// Then wait this long (to outlast the client's timeout).
-    delay: StdDuration,
+fn endpoint(peer: &Peer) -> String {
+    peer.url("/api/v1/write")
 }
 
-fn reply(status: u16) -> Reply {
-    Reply {
-        status,
-        headers: vec![],
-        body: "",
-        gate: None,
-        delay: StdDuration::ZERO,
-    }
-}
-
-/// A request as the peer saw it.
-#[derive(Debug)]
-struct Seen {
-    path: String,
-    headers: http::HeaderMap,
-    body: Bytes,
-    at: Instant,
-}
-
-#[derive(Debug)]
-struct Peer {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    _stop: ShutdownTrigger,
-}
-
-impl Peer {
-    /// Serves on a free loopback port, answering from `script`, then 204.
-    async fn start(script: Vec<Reply>) -> Peer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let (stop, stopped) = iotel_engine::shutdown::channel();
-        let recorder = seen.clone();
-        tokio::spawn(http_util::serve(listener, stopped, move |req| {
-            let seen = recorder.clone();
-            let script = script.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                seen.lock().unwrap().push(Seen {
-                    path: parts.uri.path().to_string(),
-                    headers: parts.headers,
-                    body,
-                    at: Instant::now(),
-                });
-                let r = script.lock().unwrap().pop_front().unwrap_or(reply(204));
-                if let Some(gate) = &r.gate {
-                    gate.notified().await;
-                }
-                tokio::time::sleep(r.delay).await;
-                let mut resp = http_util::response(r.status, "text/plain", r.body);
-                for (k, v) in r.headers {
-                    resp.headers_mut()
-                        .insert(k, http::HeaderValue::from_static(v));
-                }
-                resp
-            }
-        }));
-        Peer {
-            addr,
-            seen,
-            _stop: stop,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}/api/v1/write", self.addr)
-    }
-
-    fn requests(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// The values each request carried, in order.
-    fn values(&self) -> Vec<Vec<f64>> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                remote_write::decode(&s.body)
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.value)
-                    .collect()
-            })
-            .collect()
-    }
+/// The values each request carried, in order.
+fn values(peer: &Peer) -> Vec<Vec<f64>> {
+    peer.seen()
+        .iter()
+        .map(|s| {
+            remote_write::decode(&s.body)
+                .unwrap()
+                .iter()
+                .map(|m| m.value)
+                .collect()
+        })
+        .collect()
 }
 
 /// An address where nothing listens.
@@ -277,48 +177,21 @@ async fn dead_endpoint() -> String {
     format!("http://{addr}/api/v1/write")
 }
 
-// ---------------------------------------------------------------------------
-// The sink, driven through its input
-
-struct Running {
-    tx: Option<mpsc::Sender<Batch>>,
-    metrics: ComponentMetrics,
-    task: JoinHandle<Result<(), ComponentError>>,
-    next_value: u32,
+fn start(endpoint: &str, extra: &str) -> Running {
+    start_with(endpoint, extra, Shutdown::never())
 }
 
-impl Running {
-    fn start(endpoint: &str, extra: &str) -> Running {
-        Self::start_with(endpoint, extra, Shutdown::never())
-    }
+fn start_with(endpoint: &str, extra: &str, shutdown: Shutdown) -> Running {
+    let config = parse(&format!("endpoint = \"{endpoint}\"\n{extra}"));
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
+    let sink = Box::new(config.remote_write().unwrap());
+    Running::start_with(sink, "prom", "prometheus_remote_write", shutdown)
+}
 
-    fn start_with(endpoint: &str, extra: &str, shutdown: Shutdown) -> Running {
-        let config = parse(&format!("endpoint = \"{endpoint}\"\n{extra}"));
-        assert!(config.validate().is_empty(), "{:?}", config.validate());
-        let sink = config.remote_write().unwrap();
-        let (tx, rx) = mpsc::channel(8);
-        let metrics = ComponentMetrics::detached("prom", "prometheus_remote_write");
-        let cx = SinkContext {
-            key: ComponentKey {
-                id: "prom".into(),
-                type_name: "prometheus_remote_write".into(),
-            },
-            input: Input::new(rx, metrics.clone()),
-            shutdown,
-            metrics: metrics.clone(),
-            data_dir: std::env::temp_dir(),
-        };
-        Running {
-            tx: Some(tx),
-            metrics,
-            task: tokio::spawn(Box::new(sink).run(cx)),
-            next_value: 0,
-        }
-    }
-
-    /// Sends `n` samples of one series, valued 0, 1, 2, … across calls.
-    async fn send(&mut self, n: u32) {
-        let batch = (self.next_value..self.next_value + n)
+/// Samples of one series, valued and timed by `values`.
+fn samples(values: std::ops::Range<u32>) -> Events {
+    Events::Metrics(
+        values
             .map(|v| {
                 Metric::new(
                     "room_temperature_celsius",
@@ -328,43 +201,8 @@ impl Running {
                     1_700_000_000_000 + i64::from(v),
                 )
             })
-            .collect();
-        self.next_value += n;
-        let tx = self.tx.as_ref().unwrap();
-        tx.send(Events::Metrics(batch).into()).await.unwrap();
-    }
-
-    /// Closes the input and waits for the sink to finish.
-    async fn close(mut self) -> ComponentMetrics {
-        drop(self.tx.take());
-        tokio::time::timeout(StdDuration::from_secs(20), self.task)
-            .await
-            .expect("the sink finishes after its input closed")
-            .unwrap()
-            .unwrap();
-        self.metrics
-    }
-
-    fn sent(&self) -> u64 {
-        self.metrics.sent_total()
-    }
-
-    fn discarded(&self, reason: &str) -> u64 {
-        self.metrics.discards(reason).get()
-    }
-
-    fn errors(&self, code: &str) -> u64 {
-        self.metrics.errors(code).get()
-    }
-}
-
-/// Waits for `cond`, failing after a deadline.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + StdDuration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
+            .collect(),
+    )
 }
 
 fn series(values: std::ops::Range<u32>) -> Vec<f64> {
@@ -374,20 +212,20 @@ fn series(values: std::ops::Range<u32>) -> Vec<f64> {
 #[tokio::test]
 async fn a_batch_goes_out_with_the_protocol_headers_and_is_acknowledged_on_2xx() {
     let peer = Peer::start(vec![reply(200)]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 3 }
 headers = { "X-Scope-OrgID" = "tenant-7" }"#,
     );
-    sink.send(3).await;
+    sink.send(samples(0..3)).await;
     eventually("the batch to be acknowledged", || sink.sent() == 3).await;
     let metrics = sink.close().await;
 
-    let seen = peer.seen.lock().unwrap();
+    let seen = peer.seen();
     assert_eq!(seen.len(), 1);
     let r = &seen[0];
     assert_eq!(r.path, "/api/v1/write");
-    let header = |name: &str| r.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| r.header(name);
     assert_eq!(header("content-encoding"), Some("snappy"));
     assert_eq!(header("content-type"), Some("application/x-protobuf"));
     assert_eq!(header("x-prometheus-remote-write-version"), Some("0.1.0"));
@@ -415,32 +253,32 @@ headers = { "X-Scope-OrgID" = "tenant-7" }"#,
 #[tokio::test]
 async fn batches_hold_at_most_max_samples_and_a_partial_one_leaves_after_the_timeout() {
     let peer = Peer::start(vec![]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 2, timeout = "50ms" }"#,
     );
-    sink.send(5).await;
+    sink.send(samples(0..5)).await;
     // The fifth sample goes out alone once it has waited 50ms, input open.
     eventually("three requests", || peer.requests() == 3).await;
     eventually("all acknowledged", || sink.sent() == 5).await;
     sink.close().await;
-    assert_eq!(peer.values(), [series(0..2), series(2..4), series(4..5)]);
+    assert_eq!(values(&peer), [series(0..2), series(2..4), series(4..5)]);
 }
 
 #[tokio::test]
 async fn a_500_is_retried_with_the_same_batch_until_it_is_delivered() {
     let peer = Peer::start(vec![reply(500), reply(503)]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 4 }
 retry = { initial_backoff = "10ms" }"#,
     );
-    sink.send(4).await;
+    sink.send(samples(0..4)).await;
     eventually("delivery", || sink.sent() == 4).await;
     assert_eq!(sink.errors("http_5xx"), 2);
     let metrics = sink.close().await;
     assert_eq!(peer.requests(), 3);
-    let seen = peer.seen.lock().unwrap();
+    let seen = peer.seen();
     assert!(
         seen.iter().all(|s| s.body == seen[0].body),
         "retries resend the batch as it was"
@@ -454,16 +292,16 @@ async fn a_429_is_retried_after_the_retry_after_it_names() {
     let mut too_many = reply(429);
     too_many.headers = vec![("retry-after", "1")];
     let peer = Peer::start(vec![too_many]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 2 }
 retry = { initial_backoff = "10ms" }"#,
     );
-    sink.send(2).await;
+    sink.send(samples(0..2)).await;
     eventually("delivery", || sink.sent() == 2).await;
     assert_eq!(sink.errors("http_429"), 1);
     sink.close().await;
-    let seen = peer.seen.lock().unwrap();
+    let seen = peer.seen();
     assert_eq!(seen.len(), 2);
     let waited = seen[1].at.duration_since(seen[0].at);
     // The backoff alone would have been 5–10ms.
@@ -476,16 +314,16 @@ retry = { initial_backoff = "10ms" }"#,
 #[tokio::test]
 async fn a_400_drops_the_batch_without_retrying_and_the_next_one_goes_out() {
     let mut bad = reply(400);
-    bad.body = "out of order sample";
+    bad.body = Bytes::from_static(b"out of order sample");
     let peer = Peer::start(vec![bad]).await;
-    let mut sink = Running::start(&peer.endpoint(), r#"batch = { max_samples = 2 }"#);
-    sink.send(2).await;
+    let sink = start(&endpoint(&peer), r#"batch = { max_samples = 2 }"#);
+    sink.send(samples(0..2)).await;
     eventually("the rejection", || sink.discarded("rejected") == 2).await;
-    sink.send(2).await;
+    sink.send(samples(2..4)).await;
     eventually("the next batch", || sink.sent() == 2).await;
     assert_eq!(sink.errors("http_4xx"), 1);
     let metrics = sink.close().await;
-    assert_eq!(peer.values(), [series(0..2), series(2..4)]);
+    assert_eq!(values(&peer), [series(0..2), series(2..4)]);
     assert_eq!(metrics.sent_total(), 2);
     assert_eq!(metrics.discards("rejected").get(), 2);
 }
@@ -495,13 +333,13 @@ async fn a_request_that_times_out_is_retried() {
     let mut slow = reply(204);
     slow.delay = StdDuration::from_secs(5);
     let peer = Peer::start(vec![slow]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 1 }
 request_timeout = "200ms"
 retry = { initial_backoff = "10ms" }"#,
     );
-    sink.send(1).await;
+    sink.send(samples(0..1)).await;
     eventually("delivery", || sink.sent() == 1).await;
     assert_eq!(sink.errors("request_timeout"), 1);
     sink.close().await;
@@ -514,24 +352,24 @@ async fn while_the_peer_stalls_input_is_buffered_and_the_oldest_dropped_when_ful
     let mut stalled = reply(503);
     stalled.gate = Some(gate.clone());
     let peer = Peer::start(vec![stalled]).await;
-    let mut sink = Running::start(
-        &peer.endpoint(),
+    let sink = start(
+        &endpoint(&peer),
         r#"batch = { max_samples = 2, timeout = "1h" }
 buffer = { type = "memory", max_events = 4 }
 retry = { initial_backoff = "10ms" }"#,
     );
-    sink.send(2).await; // 0, 1: sent at once and held by the peer
+    sink.send(samples(0..2)).await; // sent at once and held by the peer
     eventually("the first request", || peer.requests() == 1).await;
     // 2..8 in three batches: room for one behind the batch in flight, so
     // each new one pushes out the one before.
-    sink.send(2).await;
-    sink.send(2).await;
-    sink.send(2).await;
+    sink.send(samples(2..4)).await;
+    sink.send(samples(4..6)).await;
+    sink.send(samples(6..8)).await;
     eventually("the drops", || sink.discarded("drop_oldest") == 4).await;
     gate.notify_one(); // 503, then the retry and the rest go through
     eventually("delivery", || sink.sent() == 4).await;
     let metrics = sink.close().await;
-    assert_eq!(peer.values(), [series(0..2), series(0..2), series(6..8)]);
+    assert_eq!(values(&peer), [series(0..2), series(0..2), series(6..8)]);
     assert_eq!(metrics.errors("http_5xx").get(), 1);
     assert_eq!(metrics.discards("drop_oldest").get(), 4);
     assert_eq!(metrics.discards("shutdown").get(), 0);
@@ -540,10 +378,10 @@ retry = { initial_backoff = "10ms" }"#,
 #[tokio::test]
 async fn closing_the_input_flushes_without_waiting_for_the_batch_timeout() {
     let peer = Peer::start(vec![]).await;
-    let mut sink = Running::start(&peer.endpoint(), r#"batch = { timeout = "1h" }"#);
-    sink.send(3).await;
+    let sink = start(&endpoint(&peer), r#"batch = { timeout = "1h" }"#);
+    sink.send(samples(0..3)).await;
     let metrics = sink.close().await;
-    assert_eq!(peer.values(), [series(0..3)]);
+    assert_eq!(values(&peer), [series(0..3)]);
     assert_eq!(metrics.sent_total(), 3);
 }
 
@@ -551,14 +389,14 @@ async fn closing_the_input_flushes_without_waiting_for_the_batch_timeout() {
 async fn the_final_flush_ends_before_the_nodes_shutdown_deadline_and_counts_the_rest() {
     let endpoint = dead_endpoint().await;
     let (trigger, shutdown) = iotel_engine::shutdown::channel();
-    let mut sink = Running::start_with(
+    let sink = start_with(
         &endpoint,
         r#"batch = { max_samples = 2, timeout = "1h" }
 request_timeout = "10s"
 retry = { initial_backoff = "10ms", max_backoff = "20ms" }"#,
         shutdown,
     );
-    sink.send(5).await;
+    sink.send(samples(0..5)).await;
     // The node gives the pipeline 1.5s; the sink's own flush would take 30s.
     let started = Instant::now();
     trigger.trigger_with_deadline(started + StdDuration::from_millis(1500));
@@ -575,13 +413,13 @@ retry = { initial_backoff = "10ms", max_backoff = "20ms" }"#,
 #[tokio::test]
 async fn what_the_final_flush_cannot_deliver_is_counted_as_shutdown_drops() {
     let endpoint = dead_endpoint().await;
-    let mut sink = Running::start(
+    let sink = start(
         &endpoint,
         r#"batch = { max_samples = 2, timeout = "1h" }
 request_timeout = "100ms"
 retry = { initial_backoff = "10ms", max_backoff = "20ms" }"#,
     );
-    sink.send(5).await;
+    sink.send(samples(0..5)).await;
     let started = Instant::now();
     let metrics = sink.close().await;
     // The flush gives up 3 × request_timeout after the input closed.

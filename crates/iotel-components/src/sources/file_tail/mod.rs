@@ -17,6 +17,8 @@ mod watched;
 #[cfg(test)]
 mod tests;
 
+use crate::transforms::describe::regex_reason;
+use crate::transforms::names::static_label_problems;
 use crate::{BuildContext, Problem};
 use iotel_engine::config::{ByteSize, Duration};
 use iotel_engine::{SignalSet, Source};
@@ -136,12 +138,7 @@ fn default_multiline_max_lines() -> NonZeroUsize {
 /// A regex error in one line, as `regex parse error: <what>`.
 fn regex_error(e: &regex::Error) -> String {
     match e {
-        regex::Error::Syntax(s) => format!(
-            "regex parse error: {}",
-            s.lines()
-                .find_map(|l| l.strip_prefix("error: "))
-                .unwrap_or(s)
-        ),
+        regex::Error::Syntax(_) => format!("regex parse error: {}", regex_reason(e)),
         _ => e.to_string(),
     }
 }
@@ -188,28 +185,12 @@ pub(crate) fn validate_common(
     if let Some(m) = multiline {
         m.validate(p);
     }
-    for (name, value) in labels {
-        let key = format!("labels.{name}");
-        if !crate::transforms::names::is_valid_attribute_name(name) {
-            p.push(Problem::new(
-                key,
-                format!(
-                    "not a valid label name ({})",
-                    crate::transforms::names::ATTRIBUTE_NAME_RULE
-                ),
-            ));
-        } else if Some(name.as_str()) == reserved_label {
-            p.push(Problem::new(
-                key,
-                format!("`{name}` is set on every record to the file's path; choose another name"),
-            ));
-        } else if value.is_empty() {
-            p.push(Problem::new(
-                key,
-                "expected a non-empty value (an empty label is an absent one)",
-            ));
-        }
-    }
+    p.extend(static_label_problems(
+        "labels",
+        "label",
+        labels,
+        reserved_label.map(|name| (name, "the file's path")),
+    ));
 }
 
 /// The line length as a `usize` (validated to at most 16 MiB).

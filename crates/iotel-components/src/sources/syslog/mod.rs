@@ -33,7 +33,7 @@ mod framing;
 #[cfg(test)]
 mod tests;
 
-use crate::transforms::names::{ATTRIBUTE_NAME_RULE, is_valid_attribute_name};
+use crate::transforms::names::static_label_problems;
 use crate::tz::resolve_timezone;
 use crate::{BuildContext, Problem};
 use framing::Framer;
@@ -154,19 +154,7 @@ impl Config {
                 "expected a duration above zero, e.g. \"5m\"",
             ));
         }
-        for (name, value) in &self.labels {
-            if !is_valid_attribute_name(name) {
-                p.push(Problem::new(
-                    format!("labels.{name}"),
-                    format!("not a valid label name ({ATTRIBUTE_NAME_RULE})"),
-                ));
-            } else if value.is_empty() {
-                p.push(Problem::new(
-                    format!("labels.{name}"),
-                    "expected a non-empty value (an empty label is an absent one)",
-                ));
-            }
-        }
+        p.extend(static_label_problems("labels", "label", &self.labels, None));
         if self.timezone.trim().is_empty() {
             p.push(Problem::new(
                 "timezone",

@@ -38,7 +38,7 @@ mod tests;
 mod time;
 
 use crate::transforms::names::{
-    ATTRIBUTE_NAME_RULE, is_valid_attribute_name, prometheus_label_name,
+    ATTRIBUTE_NAME_RULE, is_valid_attribute_name, prometheus_label_name, static_label_problems,
 };
 use crate::tz::resolve_timezone;
 use crate::{BuildContext, Problem};
@@ -145,19 +145,7 @@ fn default_timezone() -> String {
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        for (name, value) in &self.labels {
-            if !is_valid_attribute_name(name) {
-                p.push(Problem::new(
-                    format!("labels.{name}"),
-                    format!("not a valid label name ({ATTRIBUTE_NAME_RULE})"),
-                ));
-            } else if value.is_empty() {
-                p.push(Problem::new(
-                    format!("labels.{name}"),
-                    "expected a non-empty value (an empty label is an absent one)",
-                ));
-            }
-        }
+        p.extend(static_label_problems("labels", "label", &self.labels, None));
         if let Some(m) = &self.device_metadata {
             if m.path.as_os_str().is_empty() {
                 p.push(Problem::new("device_metadata.path", "expected a file path"));

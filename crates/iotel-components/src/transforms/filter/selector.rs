@@ -37,6 +37,7 @@
 //! after `|`, pattern filters (`|>`), `or` between line filter strings,
 //! `ip(...)` filters, and metric queries (`rate(...)`, `sum by (...)`).
 
+use crate::transforms::describe;
 use iotel_model::Labels;
 use regex::bytes::{Regex, RegexBuilder};
 use std::fmt;
@@ -739,13 +740,10 @@ pub(crate) fn compile_regex(pattern: &str, anchored: bool) -> Result<Regex, Stri
 /// the anchored one: `unclosed group at character 1 of the pattern`.
 fn regex_reason(pattern: &str, anchored_error: regex::Error) -> String {
     let e = Regex::new(pattern).err().unwrap_or(anchored_error);
+    let reason = describe::regex_reason(&e);
     let regex::Error::Syntax(text) = &e else {
-        return e.to_string();
+        return reason;
     };
-    let reason = text
-        .lines()
-        .find_map(|l| l.strip_prefix("error: "))
-        .unwrap_or(text);
     // The parser's message shows the pattern indented by four spaces and a
     // line of carets under the problem; single-line patterns only.
     let caret = text
@@ -755,7 +753,7 @@ fn regex_reason(pattern: &str, anchored_error: regex::Error) -> String {
         .filter(|_| !pattern.contains('\n'));
     match caret {
         Some(at) if at >= 4 => format!("{reason} at character {} of the pattern", at - 4 + 1),
-        _ => reason.to_string(),
+        _ => reason,
     }
 }
 

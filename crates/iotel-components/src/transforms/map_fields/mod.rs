@@ -28,7 +28,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::transforms::names::{ATTRIBUTE_NAME_RULE, is_valid_attribute_name};
+use crate::transforms::names::static_label_problems;
 use crate::{BuildContext, Problem};
 use iotel_engine::{Counter, Transform};
 use iotel_model::{Events, Labels};
@@ -76,19 +76,12 @@ impl Config {
                 ));
             }
         }
-        for (name, value) in &self.resource {
-            if !is_valid_attribute_name(name) {
-                p.push(Problem::new(
-                    format!("resource.{name}"),
-                    format!("not a valid attribute name ({ATTRIBUTE_NAME_RULE})"),
-                ));
-            } else if value.is_empty() {
-                p.push(Problem::new(
-                    format!("resource.{name}"),
-                    "expected a non-empty value (an empty label is an absent one)",
-                ));
-            }
-        }
+        p.extend(static_label_problems(
+            "resource",
+            "attribute",
+            &self.resource,
+            None,
+        ));
         if self.rename.is_empty() && self.resource.is_empty() {
             p.push(Problem::new("", "changes nothing: set rename or resource"));
         }

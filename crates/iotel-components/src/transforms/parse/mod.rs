@@ -42,6 +42,7 @@ mod logfmt;
 #[cfg(test)]
 mod tests;
 
+use crate::transforms::describe::{json_kind, regex_reason};
 use crate::{BuildContext, Problem};
 use iotel_engine::{Counter, Transform};
 use iotel_model::{Events, LogRecord, Severity};
@@ -91,24 +92,12 @@ fn default_overwrite() -> bool {
     true
 }
 
-/// The reason a regex does not compile, in one line.
-fn regex_error(e: &regex::Error) -> String {
-    match e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .find_map(|l| l.strip_prefix("error: "))
-            .unwrap_or(s)
-            .to_string(),
-        _ => e.to_string(),
-    }
-}
-
 /// The compiled pattern, or why it is no good.
 fn compile(pattern: &str) -> Result<Regex, String> {
     let re = Regex::new(pattern).map_err(|e| {
         format!(
             "invalid regular expression \"{pattern}\": {}",
-            regex_error(&e)
+            regex_reason(&e)
         )
     })?;
     if re.capture_names().flatten().next().is_none() {
@@ -213,18 +202,6 @@ impl Failure {
             code,
             reason: reason.into(),
         }
-    }
-}
-
-/// "a number", "an array", … for messages.
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -357,16 +357,7 @@ proptest! {
 // ---- In a config ----------------------------------------------------------
 
 fn load(text: &str) -> Result<crate::config::Loaded, Vec<String>> {
-    crate::config::load(
-        &crate::config::Source {
-            file: "edge.toml",
-            text,
-            config_dir: std::path::Path::new("/etc/iotel"),
-            data_dir_override: None,
-        },
-        |_| None,
-    )
-    .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    crate::config::load_for_test(text, |_| None)
 }
 
 const PIPELINE: &str = r#"

@@ -480,16 +480,9 @@ proptest! {
 }
 
 fn load(text: &str) -> Result<crate::config::Loaded, Vec<String>> {
-    crate::config::load(
-        &crate::config::Source {
-            file: "edge.toml",
-            text,
-            config_dir: std::path::Path::new("/etc/iotel"),
-            data_dir_override: None,
-        },
-        |name| (name == "IOTEL_REDACT_SALT").then(|| "s3cret".to_string()),
-    )
-    .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    crate::config::load_for_test(text, |name| {
+        (name == "IOTEL_REDACT_SALT").then(|| "s3cret".to_string())
+    })
 }
 
 #[test]

@@ -47,6 +47,7 @@ use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::transforms::describe::regex_reason;
 use crate::transforms::names::{LABEL_NAME_RULE, is_valid_label_name};
 
 /// Default of `separator`, as in Prometheus.
@@ -374,15 +375,7 @@ impl RuleConfig {
 /// The reason a regex does not compile, in one line and about the user's own
 /// pattern rather than the anchored one we compiled.
 fn regex_error(src: &str, anchored_error: regex::Error) -> String {
-    let e = Regex::new(src).err().unwrap_or(anchored_error);
-    match &e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .find_map(|l| l.strip_prefix("error: "))
-            .unwrap_or(s)
-            .to_string(),
-        _ => e.to_string(),
-    }
+    regex_reason(&Regex::new(src).err().unwrap_or(anchored_error))
 }
 
 /// The running transform.

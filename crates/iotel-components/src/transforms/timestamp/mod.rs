@@ -35,6 +35,7 @@
 #[cfg(test)]
 mod tests;
 
+use crate::transforms::describe::json_kind;
 use crate::tz::resolve_timezone;
 use crate::{BuildContext, Problem};
 use iotel_engine::{Counter, Transform};
@@ -267,18 +268,6 @@ impl TimestampTransform {
             );
         }
         r.fields.insert(UNPARSED_FIELD.into(), Value::Bool(true));
-    }
-}
-
-/// "a boolean", "an array", … for messages.
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
