@@ -3,6 +3,7 @@
 
 pub mod loki;
 pub mod native;
+#[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod prometheus;
 pub mod remote_write;

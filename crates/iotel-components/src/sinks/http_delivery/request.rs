@@ -22,6 +22,7 @@ pub(crate) struct Exchange {
     /// The response body, up to `MAX_BODY_READ` bytes, for a protocol that
     /// reads the answer (OTLP's partial success); empty when there was no
     /// response.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub body: bytes::Bytes,
     /// The response's headers; empty when there was no response.
     pub headers: http::HeaderMap,

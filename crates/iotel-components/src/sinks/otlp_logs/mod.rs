@@ -28,26 +28,25 @@
 //! `http_4xx` / `http_5xx` per rejected batch; `partial_success`;
 //! `invalid_trace_id`, `invalid_span_id` per record.
 
+#[cfg(feature = "otlp")]
+mod sink;
 #[cfg(test)]
 mod tests;
 
 use super::buffer::BufferConfig;
-use super::buffered::keys::{Endpoint, HttpSinkKeys};
-use super::buffered::log_batch::{LogBatch, LogBatchConfig};
-use super::buffered::{self, PartialRejection, Protocol, Settings};
-use super::http_delivery::{Answer, Exchange, Headers, RetryConfig, request_headers};
-use crate::http_util::{self, Body};
+use super::buffered::keys::HttpSinkKeys;
+use super::buffered::log_batch::LogBatchConfig;
+use super::http_delivery::{Headers, RetryConfig, request_headers};
+use crate::http_util;
 use crate::{BuildContext, Problem};
-use bytes::Bytes;
+use iotel_engine::Sink;
 use iotel_engine::config::Duration;
-use iotel_engine::{ComponentFuture, ComponentMetrics, Sink, SinkContext};
-use iotel_formats::otlp::{self, logs};
-use iotel_model::Events;
 use serde::Deserialize;
-use std::io::Write;
 
 /// The path of OTLP/HTTP logs.
 pub const LOGS_PATH: &str = "/v1/logs";
+/// OTLP/HTTP's binary encoding.
+const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,22 +101,20 @@ impl Config {
 
     /// # Errors
     /// The first problem `validate` reports about the endpoint or headers.
+    #[cfg(feature = "otlp")]
     pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
         Ok(Box::new(self.sink()?))
     }
 
-    fn sink(&self) -> Result<OtlpLogsSink, Problem> {
-        let endpoint = endpoint(&self.endpoint).map_err(|e| Problem::new("endpoint", e))?;
-        let (settings, endpoint) = self.keys().build(endpoint)?;
-        Ok(OtlpLogsSink {
-            settings,
-            protocol: OtlpProtocol {
-                endpoint,
-                gzip: self.compression == CompressionName::Gzip,
-                batch: LogBatch::new(&self.batch),
-                metrics: None,
-            },
-        })
+    /// # Errors
+    /// Always: this build has no OTLP encoder.
+    #[cfg(not(feature = "otlp"))]
+    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        Err(Problem::new(
+            "type",
+            "this build of iotel has no OTLP (built without the `otlp` feature, as the edge \
+             build is); send to a gateway, or use the full build",
+        ))
     }
 
     fn keys(&self) -> HttpSinkKeys<'_> {
@@ -135,7 +132,10 @@ impl Config {
     fn request_headers(&self) -> Result<http::HeaderMap, Vec<Problem>> {
         use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
         let mut map = http::HeaderMap::new();
-        map.insert(CONTENT_TYPE, HeaderValue::from_static(otlp::CONTENT_TYPE));
+        map.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(CONTENT_TYPE_PROTOBUF),
+        );
         if self.compression == CompressionName::Gzip {
             map.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -147,130 +147,4 @@ impl Config {
 /// The endpoint URL, with the logs path when none is given.
 fn endpoint(url: &str) -> Result<http::Uri, String> {
     http_util::parse_http_url_with_default_path(url, LOGS_PATH)
-}
-
-#[derive(Debug)]
-struct OtlpLogsSink {
-    settings: Settings,
-    protocol: OtlpProtocol,
-}
-
-impl Sink for OtlpLogsSink {
-    fn run(self: Box<Self>, cx: SinkContext) -> ComponentFuture {
-        let OtlpLogsSink {
-            settings,
-            mut protocol,
-        } = *self;
-        protocol.metrics = Some(cx.metrics.clone());
-        tracing::info!(component = %cx.metrics.id(), "sending logs over OTLP/HTTP to {}", settings.peer);
-        Box::pin(buffered::deliver(settings, protocol, cx))
-    }
-}
-
-/// OTLP/HTTP's side of the delivery loop.
-#[derive(Debug)]
-struct OtlpProtocol {
-    endpoint: Endpoint,
-    gzip: bool,
-    batch: LogBatch,
-    /// The sink's counters, for the invalid ids found while encoding; set
-    /// when the sink starts.
-    metrics: Option<ComponentMetrics>,
-}
-
-impl OtlpProtocol {
-    fn count_invalid(&self, stats: logs::Stats) {
-        let Some(m) = &self.metrics else {
-            return;
-        };
-        for (code, field, digits, n) in [
-            (
-                "invalid_trace_id",
-                logs::TRACE_ID,
-                32,
-                stats.invalid_trace_ids,
-            ),
-            ("invalid_span_id", logs::SPAN_ID, 16, stats.invalid_span_ids),
-        ] {
-            if n == 0 {
-                continue;
-            }
-            let errors = m.errors(code);
-            let before = errors.get();
-            errors.add(n as u64);
-            // The 1st, 2nd, 4th, 8th… time the count passes a power of two.
-            if (before + 1..=errors.get()).any(u64::is_power_of_two) {
-                tracing::warn!(
-                    component = %m.id(),
-                    "{n} record(s) had a {field} field that is not {digits} hex digits (or is all \
-                     zeros); sent it as an attribute instead (error {code:?}, {} so far)",
-                    errors.get()
-                );
-            }
-        }
-    }
-}
-
-impl Protocol for OtlpProtocol {
-    fn fits(&self, events: &Events) -> bool {
-        self.batch.fits(events)
-    }
-
-    fn add(&mut self, events: Events) {
-        self.batch.add(events);
-    }
-
-    fn encode(&mut self, _first: u64, _last: u64) -> Result<Bytes, String> {
-        let observed = u64::try_from(iotel_model::now_unix_ns()).unwrap_or(0);
-        let (body, stats) = logs::encode(self.batch.take(), observed);
-        self.count_invalid(stats);
-        if !self.gzip {
-            return Ok(Bytes::from(body));
-        }
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(&body)
-            .and_then(|()| gz.finish())
-            .map(Bytes::from)
-            .map_err(|e| format!("gzip: {e}"))
-    }
-
-    fn clear(&mut self) {
-        self.batch.clear();
-    }
-
-    fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
-        self.endpoint.post(body)
-    }
-
-    /// OTLP/HTTP: "429, 502, 503, 504 are retryable; all other 4xx and 5xx
-    /// are not".
-    fn retryable(&self, status: u16) -> bool {
-        matches!(status, 429 | 502 | 503 | 504)
-    }
-
-    fn partially_rejected(&self, exchange: &Exchange) -> Option<PartialRejection> {
-        if !matches!(
-            exchange.answer,
-            Answer::Status {
-                status: 200..=299,
-                ..
-            }
-        ) {
-            return None;
-        }
-        match logs::decode_response(&exchange.body) {
-            Ok(p) => p.map(|p| PartialRejection {
-                events: usize::try_from(p.rejected).unwrap_or(usize::MAX),
-                message: p.message,
-            }),
-            Err(e) => {
-                // The records were taken (2xx); only the details are lost.
-                tracing::debug!("the OTLP response body is not an ExportLogsServiceResponse: {e}");
-                None
-            }
-        }
-    }
 }

@@ -1,3 +1,5 @@
+#![cfg(feature = "otlp")]
+
 //! The sink against an in-process HTTP peer on a free loopback port that
 //! records every request and answers from a script
 //! (`sinks::buffered::test_peer`). Bodies are read back with the same
@@ -6,9 +8,12 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::sinks::buffered::Protocol;
 use crate::sinks::buffered::test_peer::{Logs, Peer, Running, Seen, eventually, reply};
+use iotel_formats::otlp::logs;
 use iotel_formats::otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use iotel_formats::otlp::proto::common::v1::{AnyValue, KeyValue, any_value::Value as Av};
+use iotel_model::Events;
 use iotel_model::{Labels, LogRecord, Severity};
 use serde_json::json;
 use std::io::Read;
