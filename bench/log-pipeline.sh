@@ -7,14 +7,14 @@
 #
 #   bash bench/log-pipeline.sh [SIZE_MB]     # default 1024 (1 GB)
 #
-# Uses the edge build when the pipeline's components are in it, else the
-# release build. Needs: python3, curl.
+# Uses the edge build with its log components (`scripts/build-edge --features
+# logs`). Needs: python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB="${1:-1024}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iotel-target}"
 
-IOTEL="$(scripts/build-edge)"
+IOTEL="$(scripts/build-edge --features logs)"
 source bench/lib.sh
 
 # The input: device log lines of about 190 bytes, one in 50 at ERROR, with an

@@ -32,6 +32,22 @@ impl Problem {
     }
 }
 
+/// The problem of a component type this build left out with its Cargo
+/// feature (the edge build keeps only what a device needs).
+#[cfg_attr(
+    all(feature = "logs", feature = "schema", feature = "otlp"),
+    allow(dead_code)
+)]
+pub(crate) fn not_built(type_name: &str, feature: &str) -> Problem {
+    Problem::new(
+        "type",
+        format!(
+            "this build of iotel has no `{type_name}` (built without the `{feature}` feature, \
+             as the edge build is by default); use a build with it"
+        ),
+    )
+}
+
 /// What building a component may use besides its own config.
 #[derive(Debug, Clone)]
 pub struct BuildContext {

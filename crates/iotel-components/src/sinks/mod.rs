@@ -72,7 +72,10 @@ impl SinkConfig {
             SinkConfig::Console(_) => vec![],
             SinkConfig::File(c) => c.validate(),
             SinkConfig::Iotel(c) => c.validate(),
+            #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            SinkConfig::Loki(_) => vec![crate::not_built(self.type_name(), "logs")],
             SinkConfig::OtlpLogs(c) => c.validate(),
             SinkConfig::PrometheusExporter(c) => c.validate(),
             SinkConfig::PrometheusRemoteWrite(c) => c.validate(),
@@ -94,7 +97,10 @@ impl SinkConfig {
             SinkConfig::Console(c) => c.build(cx),
             SinkConfig::File(c) => c.build(cx),
             SinkConfig::Iotel(c) => c.build(cx),
+            #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            SinkConfig::Loki(_) => Err(crate::not_built(self.type_name(), "logs")),
             SinkConfig::OtlpLogs(c) => c.build(cx),
             SinkConfig::PrometheusExporter(c) => c.build(cx),
             SinkConfig::PrometheusRemoteWrite(c) => c.build(cx),

@@ -71,13 +71,22 @@ impl SourceConfig {
     pub fn validate(&self) -> Vec<Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.validate(),
+            #[cfg(feature = "logs")]
             SourceConfig::FileTail(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::FileTail(_) => vec![crate::not_built(self.type_name(), "logs")],
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
             SourceConfig::Iotel(c) => c.validate(),
             SourceConfig::PrometheusScrape(c) => c.validate(),
+            #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::Stdin(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             SourceConfig::Syslog(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::Syslog(_) => vec![crate::not_built(self.type_name(), "logs")],
         }
     }
 
@@ -95,13 +104,22 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.build(cx),
+            #[cfg(feature = "logs")]
             SourceConfig::FileTail(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::FileTail(_) => Err(crate::not_built(self.type_name(), "logs")),
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
             SourceConfig::Iotel(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
+            #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::Stdin(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             SourceConfig::Syslog(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            SourceConfig::Syslog(_) => Err(crate::not_built(self.type_name(), "logs")),
         }
     }
 }

@@ -97,15 +97,36 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
+            #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Filter(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             TransformConfig::Labels(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Labels(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             TransformConfig::Redact(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Redact(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             TransformConfig::Sample(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Sample(_) => vec![crate::not_built(self.type_name(), "logs")],
             TransformConfig::Relabel(c) => c.validate(),
             TransformConfig::Schema(c) => c.validate(),
+            #[cfg(feature = "logs")]
             TransformConfig::MapFields(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::MapFields(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             TransformConfig::Parse(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Parse(_) => vec![crate::not_built(self.type_name(), "logs")],
+            #[cfg(feature = "logs")]
             TransformConfig::Timestamp(c) => c.validate(),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Timestamp(_) => vec![crate::not_built(self.type_name(), "logs")],
         }
     }
 
@@ -115,15 +136,36 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
+            #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Filter(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             TransformConfig::Labels(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Labels(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             TransformConfig::Redact(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Redact(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             TransformConfig::Sample(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Sample(_) => Err(crate::not_built(self.type_name(), "logs")),
             TransformConfig::Relabel(c) => c.build(cx),
             TransformConfig::Schema(c) => c.build(cx),
+            #[cfg(feature = "logs")]
             TransformConfig::MapFields(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::MapFields(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             TransformConfig::Parse(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Parse(_) => Err(crate::not_built(self.type_name(), "logs")),
+            #[cfg(feature = "logs")]
             TransformConfig::Timestamp(c) => c.build(cx),
+            #[cfg(not(feature = "logs"))]
+            TransformConfig::Timestamp(_) => Err(crate::not_built(self.type_name(), "logs")),
         }
     }
 }

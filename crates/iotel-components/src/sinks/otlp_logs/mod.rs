@@ -110,11 +110,7 @@ impl Config {
     /// Always: this build has no OTLP encoder.
     #[cfg(not(feature = "otlp"))]
     pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Err(Problem::new(
-            "type",
-            "this build of iotel has no OTLP (built without the `otlp` feature, as the edge \
-             build is); send to a gateway, or use the full build",
-        ))
+        Err(crate::not_built("otlp_logs", "otlp"))
     }
 
     fn keys(&self) -> HttpSinkKeys<'_> {

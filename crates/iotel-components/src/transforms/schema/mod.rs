@@ -95,11 +95,7 @@ impl Config {
     /// Always: this build has no JSON Schema validator.
     #[cfg(not(feature = "schema"))]
     pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
-        Err(Problem::new(
-            "type",
-            "this build of iotel has no JSON Schema validation (built without the `schema` \
-             feature, as the edge build is); validate on a gateway or use the full build",
-        ))
+        Err(crate::not_built("schema", "schema"))
     }
 
     /// # Errors
