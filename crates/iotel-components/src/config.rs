@@ -473,6 +473,15 @@ fn component(
         ComponentKind::Transform => TransformConfig::TYPES,
         ComponentKind::Sink => SinkConfig::TYPES,
     };
+    let missing = match kind {
+        ComponentKind::Source => SourceConfig::missing_feature(&type_name),
+        ComponentKind::Transform => TransformConfig::missing_feature(&type_name),
+        ComponentKind::Sink => SinkConfig::missing_feature(&type_name),
+    };
+    if let Some(feature) = missing {
+        errors.push(err("type", crate::not_built(&type_name, feature).message));
+        return Err(inputs);
+    }
     if !known.contains(&type_name.as_str()) {
         errors.push(err(
             "type",

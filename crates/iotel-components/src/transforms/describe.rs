@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 /// "a number", "an array", … : what a JSON value is.
+#[cfg_attr(not(feature = "logs"), allow(dead_code))]
 pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

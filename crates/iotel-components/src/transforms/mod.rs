@@ -3,15 +3,22 @@
 pub mod cardinality_limit;
 pub(crate) mod describe;
 pub mod enrich;
+#[cfg(feature = "logs")]
 pub mod filter;
+#[cfg(feature = "logs")]
 pub mod labels;
+#[cfg(feature = "logs")]
 pub mod map_fields;
 pub mod names;
+#[cfg(feature = "logs")]
 pub mod parse;
+#[cfg(feature = "logs")]
 pub mod redact;
 pub mod relabel;
+#[cfg(feature = "logs")]
 pub mod sample;
 pub mod schema;
+#[cfg(feature = "logs")]
 pub mod timestamp;
 
 use crate::{BuildContext, Problem};
@@ -25,14 +32,21 @@ use serde::Deserialize;
 pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
     Enrich(enrich::Config),
+    #[cfg(feature = "logs")]
     Filter(filter::Config),
+    #[cfg(feature = "logs")]
     Labels(labels::Config),
+    #[cfg(feature = "logs")]
     Redact(redact::Config),
+    #[cfg(feature = "logs")]
     Sample(sample::Config),
     Relabel(relabel::Config),
     Schema(schema::Config),
+    #[cfg(feature = "logs")]
     MapFields(map_fields::Config),
+    #[cfg(feature = "logs")]
     Parse(parse::Config),
+    #[cfg(feature = "logs")]
     Timestamp(timestamp::Config),
 }
 
@@ -52,18 +66,41 @@ impl TransformConfig {
         "timestamp",
     ];
 
+    /// The Cargo feature a type needs when this build left it out (the
+    /// edge build keeps only what a device needs): the loader says so
+    /// instead of calling the type unknown.
+    pub fn missing_feature(type_name: &str) -> Option<&'static str> {
+        const LOGS: &[&str] = &[
+            "filter",
+            "labels",
+            "map_fields",
+            "parse",
+            "redact",
+            "sample",
+            "timestamp",
+        ];
+        (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             TransformConfig::Enrich(_) => "enrich",
+            #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => "filter",
+            #[cfg(feature = "logs")]
             TransformConfig::Labels(_) => "labels",
+            #[cfg(feature = "logs")]
             TransformConfig::Redact(_) => "redact",
+            #[cfg(feature = "logs")]
             TransformConfig::Sample(_) => "sample",
             TransformConfig::Relabel(_) => "relabel",
             TransformConfig::Schema(_) => "schema",
+            #[cfg(feature = "logs")]
             TransformConfig::MapFields(_) => "map_fields",
+            #[cfg(feature = "logs")]
             TransformConfig::Parse(_) => "parse",
+            #[cfg(feature = "logs")]
             TransformConfig::Timestamp(_) => "timestamp",
         }
     }
@@ -75,12 +112,20 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
-            TransformConfig::Filter(_)
-            | TransformConfig::Labels(_)
-            | TransformConfig::Redact(_)
-            | TransformConfig::Sample(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Filter(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Labels(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Redact(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Sample(_) => SignalSet::LOGS,
             TransformConfig::Schema(_) => SignalSet::LOGS,
-            TransformConfig::Parse(_) | TransformConfig::Timestamp(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Parse(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
+            TransformConfig::Timestamp(_) => SignalSet::LOGS,
+            #[cfg(feature = "logs")]
             TransformConfig::MapFields(_) => SignalSet::LOGS.union(SignalSet::TRACES),
         }
     }
@@ -99,34 +144,20 @@ impl TransformConfig {
             TransformConfig::Enrich(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Filter(_) => vec![crate::not_built(self.type_name(), "logs")],
             #[cfg(feature = "logs")]
             TransformConfig::Labels(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Labels(_) => vec![crate::not_built(self.type_name(), "logs")],
             #[cfg(feature = "logs")]
             TransformConfig::Redact(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Redact(_) => vec![crate::not_built(self.type_name(), "logs")],
             #[cfg(feature = "logs")]
             TransformConfig::Sample(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Sample(_) => vec![crate::not_built(self.type_name(), "logs")],
             TransformConfig::Relabel(c) => c.validate(),
             TransformConfig::Schema(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::MapFields(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::MapFields(_) => vec![crate::not_built(self.type_name(), "logs")],
             #[cfg(feature = "logs")]
             TransformConfig::Parse(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Parse(_) => vec![crate::not_built(self.type_name(), "logs")],
             #[cfg(feature = "logs")]
             TransformConfig::Timestamp(c) => c.validate(),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Timestamp(_) => vec![crate::not_built(self.type_name(), "logs")],
         }
     }
 
@@ -138,34 +169,20 @@ impl TransformConfig {
             TransformConfig::Enrich(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Filter(_) => Err(crate::not_built(self.type_name(), "logs")),
             #[cfg(feature = "logs")]
             TransformConfig::Labels(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Labels(_) => Err(crate::not_built(self.type_name(), "logs")),
             #[cfg(feature = "logs")]
             TransformConfig::Redact(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Redact(_) => Err(crate::not_built(self.type_name(), "logs")),
             #[cfg(feature = "logs")]
             TransformConfig::Sample(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Sample(_) => Err(crate::not_built(self.type_name(), "logs")),
             TransformConfig::Relabel(c) => c.build(cx),
             TransformConfig::Schema(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::MapFields(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::MapFields(_) => Err(crate::not_built(self.type_name(), "logs")),
             #[cfg(feature = "logs")]
             TransformConfig::Parse(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Parse(_) => Err(crate::not_built(self.type_name(), "logs")),
             #[cfg(feature = "logs")]
             TransformConfig::Timestamp(c) => c.build(cx),
-            #[cfg(not(feature = "logs"))]
-            TransformConfig::Timestamp(_) => Err(crate::not_built(self.type_name(), "logs")),
         }
     }
 }

@@ -54,6 +54,7 @@ use serde::Deserialize;
 use std::num::NonZeroUsize;
 
 pub use limiter::CardinalityLimit;
+#[cfg(feature = "logs")]
 pub(crate) use limiter::LiveSet;
 
 #[derive(Debug, Clone, Deserialize)]
