@@ -49,6 +49,13 @@ impl TraceParent {
                 found: s.len(),
             });
         }
+        if s[1] == b'-' {
+            return Err(ParseError::Length {
+                what: "version",
+                expected: "2 hex digits",
+                found: 1,
+            });
+        }
         let mut version = [0u8; 1];
         decode_hex("version", &s[..2], 0, &mut version)?;
         let version = version[0];
