@@ -5,6 +5,7 @@ pub mod file_tail;
 pub mod generator;
 pub mod internal_metrics;
 pub mod iotel;
+pub mod otlp;
 pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
@@ -23,6 +24,7 @@ pub enum SourceConfig {
     Generator(generator::Config),
     InternalMetrics(internal_metrics::Config),
     Iotel(iotel::Config),
+    Otlp(otlp::Config),
     PrometheusScrape(prometheus_scrape::Config),
     Stdin(stdin::Config),
     Syslog(syslog::Config),
@@ -36,6 +38,7 @@ impl SourceConfig {
         "generator",
         "internal_metrics",
         "iotel",
+        "otlp",
         "prometheus_scrape",
         "stdin",
         "syslog",
@@ -48,6 +51,7 @@ impl SourceConfig {
             SourceConfig::Generator(_) => "generator",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::Iotel(_) => "iotel",
+            SourceConfig::Otlp(_) => "otlp",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::Syslog(_) => "syslog",
@@ -60,7 +64,7 @@ impl SourceConfig {
             SourceConfig::Generator(c) => c.signals(),
             SourceConfig::FileTail(c) => c.signals(),
             SourceConfig::Stdin(c) => c.signals(),
-            SourceConfig::Iotel(_) => SignalSet::ALL,
+            SourceConfig::Iotel(_) | SourceConfig::Otlp(_) => SignalSet::ALL,
             SourceConfig::Syslog(_) => SignalSet::LOGS,
             SourceConfig::DeviceHealth(_)
             | SourceConfig::InternalMetrics(_)
@@ -78,6 +82,10 @@ impl SourceConfig {
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
             SourceConfig::Iotel(c) => c.validate(),
+            #[cfg(feature = "otlp")]
+            SourceConfig::Otlp(c) => c.validate(),
+            #[cfg(not(feature = "otlp"))]
+            SourceConfig::Otlp(_) => vec![crate::not_built(self.type_name(), "otlp")],
             SourceConfig::PrometheusScrape(c) => c.validate(),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.validate(),
@@ -94,6 +102,7 @@ impl SourceConfig {
     pub fn claims(&self) -> Vec<String> {
         match self {
             SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
+            SourceConfig::Otlp(c) => c.claims(),
             SourceConfig::Syslog(c) => c.claims(),
             _ => vec![],
         }
@@ -111,6 +120,7 @@ impl SourceConfig {
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
             SourceConfig::Iotel(c) => c.build(cx),
+            SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.build(cx),
