@@ -51,6 +51,17 @@ impl OtlpSource {
             "receiving OTLP/HTTP on http://{}/v1/{{traces,metrics,logs}}",
             self.config.http_address
         );
+        tracing::info!(
+            component = %id,
+            "receiving OTLP/gRPC on {}",
+            self.config.grpc_address
+        );
+        let grpc = super::grpc::serve(
+            self.config.grpc_address,
+            ingest.clone(),
+            limits.max_decoded,
+            cx.shutdown.clone(),
+        );
         let http = http_util::serve(listener, cx.shutdown.clone(), move |req| {
             let ingest = ingest.clone();
             // In a task of its own: a client that hangs up must not cancel
@@ -63,8 +74,8 @@ impl OtlpSource {
                 })
             }
         });
-        http.await;
-        Ok(())
+        let ((), grpc) = tokio::join!(http, grpc);
+        grpc.map_err(ComponentError::new)
     }
 }
 

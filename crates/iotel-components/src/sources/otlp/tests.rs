@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 struct Running {
+    grpc: SocketAddr,
     http: SocketAddr,
     rx: TestReceiver,
     metrics: ComponentMetrics,
@@ -63,7 +64,12 @@ async fn start(extra: &str) -> Running {
         assert!(tokio::time::Instant::now() < deadline, "not listening");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    while tokio::net::TcpStream::connect(grpc).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "not listening");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     Running {
+        grpc,
         http,
         rx,
         metrics,
@@ -435,5 +441,64 @@ async fn events_a_sink_could_not_store_are_answered_503_to_retry() {
     assert_eq!(a.status, 503);
     assert_eq!(a.rpc_status().code, 14);
     assert_eq!(r.metrics.errors("not_stored").get(), 1);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_requests_of_each_signal_become_exact_events_and_bad_ones_get_their_code() {
+    use iotel_formats::otlp::proto::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use iotel_formats::otlp::proto::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use iotel_formats::otlp::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let mut r = start("max_decoded_size = \"4KiB\"").await;
+    let url = format!("http://{}", r.grpc);
+    let mut traces_client = TraceServiceClient::connect(url.clone())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let request = traces::export_request([span()]);
+    let (answer, events) = tokio::join!(traces_client.export(request), r.rx.recv());
+    assert_eq!(answer.unwrap().into_inner().partial_success, None);
+    assert_eq!(events.unwrap(), Events::Traces(vec![span()]));
+
+    let mut metrics_client = MetricsServiceClient::connect(url.clone()).await.unwrap();
+    let (answer, events) = tokio::join!(metrics_client.export(gauge_request()), r.rx.recv());
+    answer.unwrap();
+    check_gauge(events.unwrap());
+
+    let mut logs_client = LogsServiceClient::connect(url).await.unwrap();
+    let (request, _) = logs::export_request([log_record()], 5);
+    let (answer, events) = tokio::join!(logs_client.export(request), r.rx.recv());
+    answer.unwrap();
+    assert_eq!(events.unwrap(), Events::Logs(vec![log_record()]));
+
+    // Over max_decoded_size once inflated: tonic's own OUT_OF_RANGE.
+    let mut big = log_record();
+    big.message = "x".repeat(8192);
+    let (request, _) = logs::export_request([big], 5);
+    let e = logs_client.export(request).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::OutOfRange, "{e}");
+    assert!(e.message().contains("the limit is: 4096 bytes"), "{e}");
+
+    // A span with an invalid id: a partial success.
+    let mut request = traces::export_request([span()]);
+    request.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1, 2];
+    let p = traces_client
+        .export(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .unwrap();
+    assert_eq!(p.rejected_spans, 1);
+    assert_eq!(r.metrics.discards("invalid_span_id").get(), 1);
+
+    // Not stored downstream: UNAVAILABLE (retryable).
+    let (answer, ()) = tokio::join!(
+        traces_client.export(traces::export_request([span()])),
+        async {
+            drop(r.rx.recv_batch().await.unwrap());
+        }
+    );
+    assert_eq!(answer.unwrap_err().code(), tonic::Code::Unavailable);
     r.stop().await;
 }
