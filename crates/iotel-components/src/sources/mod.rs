@@ -6,6 +6,7 @@ pub mod file_tail;
 pub mod generator;
 pub mod internal_metrics;
 pub mod iotel;
+pub mod otlp;
 pub mod prometheus_scrape;
 #[cfg(feature = "logs")]
 pub mod stdin;
@@ -27,6 +28,7 @@ pub enum SourceConfig {
     Generator(generator::Config),
     InternalMetrics(internal_metrics::Config),
     Iotel(iotel::Config),
+    Otlp(otlp::Config),
     PrometheusScrape(prometheus_scrape::Config),
     #[cfg(feature = "logs")]
     Stdin(stdin::Config),
@@ -42,6 +44,7 @@ impl SourceConfig {
         "generator",
         "internal_metrics",
         "iotel",
+        "otlp",
         "prometheus_scrape",
         "stdin",
         "syslog",
@@ -63,6 +66,7 @@ impl SourceConfig {
             SourceConfig::Generator(_) => "generator",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::Iotel(_) => "iotel",
+            SourceConfig::Otlp(_) => "otlp",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(_) => "stdin",
@@ -79,7 +83,7 @@ impl SourceConfig {
             SourceConfig::FileTail(c) => c.signals(),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.signals(),
-            SourceConfig::Iotel(_) => SignalSet::ALL,
+            SourceConfig::Iotel(_) | SourceConfig::Otlp(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(_) => SignalSet::LOGS,
             SourceConfig::DeviceHealth(_)
@@ -96,6 +100,10 @@ impl SourceConfig {
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
             SourceConfig::Iotel(c) => c.validate(),
+            #[cfg(feature = "otlp")]
+            SourceConfig::Otlp(c) => c.validate(),
+            #[cfg(not(feature = "otlp"))]
+            SourceConfig::Otlp(_) => vec![crate::not_built(self.type_name(), "otlp")],
             SourceConfig::PrometheusScrape(c) => c.validate(),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.validate(),
@@ -108,6 +116,7 @@ impl SourceConfig {
     pub fn claims(&self) -> Vec<String> {
         match self {
             SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
+            SourceConfig::Otlp(c) => c.claims(),
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(c) => c.claims(),
             _ => vec![],
@@ -124,6 +133,7 @@ impl SourceConfig {
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
             SourceConfig::Iotel(c) => c.build(cx),
+            SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.build(cx),

@@ -27,7 +27,7 @@ use super::proto::collector::logs::v1::{
 use super::proto::common::v1::{AnyValue, any_value::Value as Av};
 use super::proto::logs::v1::{LogRecord as OtlpRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use super::proto::resource::v1::Resource;
-use super::{hex, json_value, key_value, label_value, parse_id, string_attribute};
+use super::{hex, json_value, key_value, parse_id, string_attribute};
 use iotel_model::{Labels, LogRecord, Severity};
 use prost::Message;
 use std::collections::HashMap;
@@ -139,16 +139,19 @@ pub fn decode_request(body: &[u8]) -> Result<ExportLogsServiceRequest, prost::De
     ExportLogsServiceRequest::decode(body)
 }
 
+/// The `ExportLogsServiceRequest` of an OTLP/JSON body (uncompressed).
+///
+/// # Errors
+/// A body that is not one, with the place in it.
+pub fn decode_json_request(body: &[u8]) -> Result<ExportLogsServiceRequest, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
 /// The records of a request, resource by resource.
 pub fn records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
     let mut out = Vec::new();
     for rl in request.resource_logs {
-        let labels = Labels::from_pairs(
-            rl.resource
-                .into_iter()
-                .flat_map(|r| r.attributes)
-                .map(|kv| (kv.key, kv.value.map(label_value).unwrap_or_default())),
-        );
+        let labels = super::resource_labels(rl.resource);
         for sl in rl.scope_logs {
             for lr in sl.log_records {
                 out.push(model_record(&labels, lr));

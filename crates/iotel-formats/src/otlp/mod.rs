@@ -4,13 +4,22 @@
 //! official `opentelemetry-proto` definitions without any transport.
 //!
 //! - [`logs`]: log records ↔ `ExportLogsServiceRequest`.
+//! - [`traces`]: `ExportTraceServiceRequest` → spans (and spans → it).
+//! - [`metrics`]: `ExportMetricsServiceRequest` → samples.
+//!
+//! Decoding a request gives the events it could convert and the
+//! [`Rejected`] ones, counted by reason, for an OTLP partial success.
 //!
 //! Shared by every signal: labels ↔ resource attributes, fields ↔ typed
 //! attributes ([`any_value`], [`json_value`]), ids ↔ hex.
 
 pub mod logs;
+pub mod metrics;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_decode;
+pub mod traces;
 
 pub use opentelemetry_proto::tonic as proto;
 
@@ -19,6 +28,79 @@ use serde_json::Value;
 
 /// `Content-Type` of an OTLP/HTTP protobuf request and response.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
+/// `Content-Type` of an OTLP/HTTP JSON request and response.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Records (spans, data points) a request carried that did not become
+/// events, counted by reason, with the first one's detail for the peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// How many, by stable reason code (`invalid_trace_id`, …), in the
+    /// order first seen.
+    pub by_reason: Vec<(&'static str, u64)>,
+    /// What was wrong with the first one, naming where it was.
+    pub first: Option<String>,
+}
+
+impl Rejected {
+    /// Counts one record rejected for `reason`; `detail` is called only
+    /// for the first.
+    pub fn add(&mut self, reason: &'static str, detail: impl FnOnce() -> String) {
+        self.add_n(reason, 1, detail);
+    }
+
+    /// Counts `n` records rejected for `reason`.
+    pub fn add_n(&mut self, reason: &'static str, n: u64, detail: impl FnOnce() -> String) {
+        if n == 0 {
+            return;
+        }
+        match self.by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n,
+            None => self.by_reason.push((reason, n)),
+        }
+        if self.first.is_none() {
+            self.first = Some(detail());
+        }
+    }
+
+    /// Every record rejected.
+    pub fn total(&self) -> u64 {
+        self.by_reason.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The partial-success message: the count by reason and the first
+    /// detail (empty when nothing was rejected).
+    pub fn message(&self) -> String {
+        let Some(first) = &self.first else {
+            return String::new();
+        };
+        let reasons: Vec<String> = self
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        format!(
+            "rejected {} ({}); first: {first}",
+            self.total(),
+            reasons.join(", ")
+        )
+    }
+}
+
+/// A resource's attributes as labels: values as [`label_value`].
+pub fn resource_labels(resource: Option<proto::resource::v1::Resource>) -> iotel_model::Labels {
+    iotel_model::Labels::from_pairs(
+        resource
+            .into_iter()
+            .flat_map(|r| r.attributes)
+            .map(|kv| (kv.key, kv.value.map(label_value).unwrap_or_default())),
+    )
+}
+
+/// Nanoseconds since the epoch as the model's `i64` (saturating).
+pub fn unix_ns(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
 
 /// A JSON value as an OTLP value: strings, booleans, integers (that fit an
 /// `i64`) and doubles as such, arrays as `array_value`, objects as
@@ -119,4 +201,17 @@ pub fn parse_id<const N: usize>(s: &str) -> Option<[u8; N]> {
         out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     out.iter().any(|&x| x != 0).then_some(out)
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error response (protobuf;
+/// OTLP/JSON writes the same fields as `{"code": …, "message": …}`).
+/// `details` (field 3) is left out: iotel sends none.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// A gRPC status code (3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14
+    /// UNAVAILABLE, …).
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
 }

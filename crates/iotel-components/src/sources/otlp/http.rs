@@ -1,0 +1,359 @@
+//! OTLP/HTTP: `POST /v1/{traces,metrics,logs}`, protobuf or JSON, plain or
+//! gzip; answers in the request's format (OTLP/HTTP spec, "OTLP/HTTP
+//! Response"): 200 with an `Export*ServiceResponse`, else a
+//! `google.rpc.Status`.
+
+use super::Config;
+use super::convert::{Failure, Ingest, Refusal, Request, Response};
+use crate::http_util::{self, Body};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use iotel_engine::{ComponentError, ComponentFuture, Source, SourceContext};
+use iotel_formats::otlp::{self, RpcStatus, logs, metrics, traces};
+use prost::Message;
+use std::io::Read;
+use std::sync::Arc;
+
+/// A request body slower than this is refused: a stalled client must not
+/// hold a connection (and the node's shutdown) forever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Debug)]
+pub(super) struct OtlpSource {
+    pub(super) config: Config,
+}
+
+impl Source for OtlpSource {
+    fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
+        Box::pin(self.serve(cx))
+    }
+}
+
+impl OtlpSource {
+    async fn serve(self, cx: SourceContext) -> Result<(), ComponentError> {
+        let id = cx.metrics.id().to_string();
+        let ingest = Arc::new(Ingest::new(
+            id.clone(),
+            cx.out.clone(),
+            cx.metrics.clone(),
+            cx.registry(),
+        ));
+        let limits = Limits {
+            max_body: usize::try_from(self.config.max_body_size.bytes()).unwrap_or(usize::MAX),
+            max_decoded: usize::try_from(self.config.max_decoded_size.bytes())
+                .unwrap_or(usize::MAX),
+        };
+        let listener = http_util::bind(self.config.http_address)
+            .await
+            .map_err(ComponentError::new)?;
+        tracing::info!(
+            component = %id,
+            "receiving OTLP/HTTP on http://{}/v1/{{traces,metrics,logs}}",
+            self.config.http_address
+        );
+        tracing::info!(
+            component = %id,
+            "receiving OTLP/gRPC on {}",
+            self.config.grpc_address
+        );
+        let grpc = super::grpc::serve(
+            self.config.grpc_address,
+            ingest.clone(),
+            limits.max_decoded,
+            cx.shutdown.clone(),
+        );
+        let http = http_util::serve(listener, cx.shutdown.clone(), move |req| {
+            let ingest = ingest.clone();
+            // In a task of its own: a client that hangs up must not cancel
+            // a request whose events are already downstream.
+            let handling = tokio::spawn(async move { handle(&ingest, limits, req).await });
+            async move {
+                handling.await.unwrap_or_else(|e| {
+                    tracing::error!("handling an OTLP/HTTP request failed: {e}");
+                    http_util::response(500, "text/plain; charset=utf-8", "internal error\n")
+                })
+            }
+        });
+        let ((), grpc) = tokio::join!(http, grpc);
+        grpc.map_err(ComponentError::new)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_body: usize,
+    max_decoded: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => otlp::CONTENT_TYPE,
+            Format::Json => otlp::JSON_CONTENT_TYPE,
+        }
+    }
+}
+
+async fn handle(
+    ingest: &Ingest,
+    limits: Limits,
+    req: hyper::Request<Incoming>,
+) -> http::Response<Body> {
+    // Errors before the content type is known are answered in protobuf,
+    // the OTLP/HTTP default.
+    let format = content_format(&req).unwrap_or(Format::Protobuf);
+    match accept(ingest, limits, req).await {
+        Ok(response) => http_util::response(200, format.content_type(), encode(format, &response)),
+        Err(r) => {
+            ingest.count_refusal(&r, "HTTP");
+            refuse(format, &r)
+        }
+    }
+}
+
+fn content_format<B>(req: &hyper::Request<B>) -> Option<Format> {
+    let ct = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(otlp::CONTENT_TYPE) {
+        Some(Format::Protobuf)
+    } else if essence.eq_ignore_ascii_case(otlp::JSON_CONTENT_TYPE) {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+fn encode(format: Format, response: &Response) -> Vec<u8> {
+    match (format, response) {
+        (Format::Protobuf, Response::Logs(r)) => r.encode_to_vec(),
+        (Format::Protobuf, Response::Metrics(r)) => r.encode_to_vec(),
+        (Format::Protobuf, Response::Traces(r)) => r.encode_to_vec(),
+        (Format::Json, Response::Logs(r)) => json(r),
+        (Format::Json, Response::Metrics(r)) => json(r),
+        (Format::Json, Response::Traces(r)) => json(r),
+    }
+}
+
+/// A response as OTLP/JSON, without the `"partialSuccess": null` the
+/// generated serde mapping writes for "none": `{}` then.
+fn json(response: &impl serde::Serialize) -> Vec<u8> {
+    let mut v = serde_json::to_value(response).unwrap_or_default();
+    if let serde_json::Value::Object(o) = &mut v {
+        o.retain(|_, v| !v.is_null());
+    }
+    v.to_string().into_bytes()
+}
+
+fn refuse(format: Format, r: &Refusal) -> http::Response<Body> {
+    let status = match r.failure {
+        Failure::BadRequest => 400,
+        Failure::TooLarge => 413,
+        Failure::Unsupported => 415,
+        Failure::NotFound => 404,
+        Failure::MethodNotAllowed => 405,
+        Failure::Unavailable => 503,
+    };
+    let body = match format {
+        Format::Protobuf => RpcStatus {
+            code: r.grpc_code(),
+            message: r.reason.clone(),
+        }
+        .encode_to_vec(),
+        Format::Json => serde_json::json!({"code": r.grpc_code(), "message": r.reason})
+            .to_string()
+            .into_bytes(),
+    };
+    let mut resp = http_util::response(status, format.content_type(), body);
+    let headers = resp.headers_mut();
+    match r.failure {
+        Failure::Unavailable => {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+        }
+        Failure::TooLarge => {
+            // The body may be left unread: do not reuse the connection.
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        _ => {}
+    }
+    resp
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Logs,
+    Metrics,
+    Traces,
+}
+
+async fn accept(
+    ingest: &Ingest,
+    limits: Limits,
+    req: hyper::Request<Incoming>,
+) -> Result<Response, Refusal> {
+    let signal = match req.uri().path() {
+        "/v1/logs" => Signal::Logs,
+        "/v1/metrics" => Signal::Metrics,
+        "/v1/traces" => Signal::Traces,
+        _ => {
+            return Err(Refusal::new(
+                Failure::NotFound,
+                "not_found",
+                "no such path; OTLP/HTTP takes POST /v1/traces, /v1/metrics and /v1/logs",
+            ));
+        }
+    };
+    if req.method() != http::Method::POST {
+        return Err(Refusal::new(
+            Failure::MethodNotAllowed,
+            "method_not_allowed",
+            format!("expected POST, got {}", req.method()),
+        ));
+    }
+    let Some(format) = content_format(&req) else {
+        let got = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map_or_else(|| "none".to_string(), |v| format!("{v:?}"));
+        return Err(Refusal::new(
+            Failure::Unsupported,
+            "unsupported_content_type",
+            format!(
+                "Content-Type {got}: expected {} or {}",
+                otlp::CONTENT_TYPE,
+                otlp::JSON_CONTENT_TYPE
+            ),
+        ));
+    };
+    let gzip = match req
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(Refusal::new(
+                Failure::Unsupported,
+                "unsupported_encoding",
+                format!("Content-Encoding {other:?}: expected gzip or none"),
+            ));
+        }
+    };
+    let too_large = |size: String| {
+        Refusal::new(
+            Failure::TooLarge,
+            "too_large",
+            format!(
+                "the body is {size}, over max_body_size ({} bytes)",
+                limits.max_body
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limits.max_body as u64) {
+        return Err(too_large(format!("{n} bytes")));
+    }
+    let reading = http_body_util::Limited::new(req.into_body(), limits.max_body).collect();
+    let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                Failure::BadRequest,
+                "body_timeout",
+                format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large("larger".into())
+            } else {
+                Refusal::new(
+                    Failure::BadRequest,
+                    "bad_body",
+                    format!("reading the body failed: {e}"),
+                )
+            }
+        })?
+        .to_bytes();
+    let body = if gzip {
+        gunzip(&body, limits.max_decoded)?
+    } else {
+        body.to_vec()
+    };
+    let request = decode(signal, format, &body)?;
+    ingest.ingest(request).await
+}
+
+/// Inflates at most `max` bytes: a gzip bomb is cut off there.
+///
+/// # Errors
+/// Not gzip (400), or more than `max` bytes once inflated (413).
+pub(super) fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Refusal::new(
+                Failure::BadRequest,
+                "bad_gzip",
+                format!("Content-Encoding gzip, but the body does not inflate: {e}"),
+            )
+        })?;
+    if out.len() > max {
+        return Err(Refusal::new(
+            Failure::TooLarge,
+            "decoded_too_large",
+            format!("the body inflates past max_decoded_size ({max} bytes)"),
+        ));
+    }
+    Ok(out)
+}
+
+fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Request, Refusal> {
+    let what = match signal {
+        Signal::Logs => "ExportLogsServiceRequest",
+        Signal::Metrics => "ExportMetricsServiceRequest",
+        Signal::Traces => "ExportTraceServiceRequest",
+    };
+    let bad = |e: String| {
+        Refusal::new(
+            Failure::BadRequest,
+            "bad_payload",
+            format!("not a valid {what}: {e}"),
+        )
+    };
+    match format {
+        Format::Protobuf => match signal {
+            Signal::Logs => logs::decode_request(body).map(Request::Logs),
+            Signal::Metrics => metrics::decode_request(body).map(Request::Metrics),
+            Signal::Traces => traces::decode_request(body).map(Request::Traces),
+        }
+        .map_err(|e| bad(e.to_string())),
+        Format::Json => match signal {
+            Signal::Logs => logs::decode_json_request(body).map(Request::Logs),
+            Signal::Metrics => metrics::decode_json_request(body).map(Request::Metrics),
+            Signal::Traces => traces::decode_json_request(body).map(Request::Traces),
+        }
+        .map_err(|e| bad(e.to_string())),
+    }
+}
