@@ -77,6 +77,7 @@ impl IdRanges {
         }
     }
 
+    #[cfg_attr(not(feature = "receiver"), allow(dead_code))]
     /// Removes the lowest range.
     pub(crate) fn pop_first(&mut self) -> Option<(u64, u64)> {
         (!self.ranges.is_empty()).then(|| self.ranges.remove(0))
@@ -96,6 +97,7 @@ impl IdRanges {
                 .is_some_and(|r| r.0 <= last)
     }
 
+    #[cfg_attr(not(feature = "receiver"), allow(dead_code))]
     /// The parts of the set within `first ..= last`, lowest first.
     pub(crate) fn within(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
         if last < first {

@@ -5,6 +5,7 @@ pub mod device_health;
 pub mod file_tail;
 pub mod generator;
 pub mod internal_metrics;
+#[cfg(feature = "receiver")]
 pub mod iotel;
 pub mod otlp;
 pub mod prometheus_scrape;
@@ -27,6 +28,7 @@ pub enum SourceConfig {
     FileTail(file_tail::Config),
     Generator(generator::Config),
     InternalMetrics(internal_metrics::Config),
+    #[cfg(feature = "receiver")]
     Iotel(iotel::Config),
     Otlp(otlp::Config),
     PrometheusScrape(prometheus_scrape::Config),
@@ -55,7 +57,10 @@ impl SourceConfig {
     /// instead of calling the type unknown.
     pub fn missing_feature(type_name: &str) -> Option<&'static str> {
         const LOGS: &[&str] = &["file_tail", "stdin", "syslog"];
-        (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
+        if !cfg!(feature = "logs") && LOGS.contains(&type_name) {
+            return Some("logs");
+        }
+        (!cfg!(feature = "receiver") && type_name == "iotel").then_some("receiver")
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -65,6 +70,7 @@ impl SourceConfig {
             SourceConfig::FileTail(_) => "file_tail",
             SourceConfig::Generator(_) => "generator",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
+            #[cfg(feature = "receiver")]
             SourceConfig::Iotel(_) => "iotel",
             SourceConfig::Otlp(_) => "otlp",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
@@ -83,7 +89,9 @@ impl SourceConfig {
             SourceConfig::FileTail(c) => c.signals(),
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(c) => c.signals(),
-            SourceConfig::Iotel(_) | SourceConfig::Otlp(_) => SignalSet::ALL,
+            #[cfg(feature = "receiver")]
+            SourceConfig::Iotel(_) => SignalSet::ALL,
+            SourceConfig::Otlp(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(_) => SignalSet::LOGS,
             SourceConfig::DeviceHealth(_)
@@ -99,6 +107,7 @@ impl SourceConfig {
             SourceConfig::FileTail(c) => c.validate(),
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::InternalMetrics(c) => c.validate(),
+            #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.validate(),
             #[cfg(feature = "otlp")]
             SourceConfig::Otlp(c) => c.validate(),
@@ -115,6 +124,7 @@ impl SourceConfig {
     /// Ports and directories this source claims.
     pub fn claims(&self) -> Vec<String> {
         match self {
+            #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
             SourceConfig::Otlp(c) => c.claims(),
             #[cfg(feature = "logs")]
@@ -132,6 +142,7 @@ impl SourceConfig {
             SourceConfig::FileTail(c) => c.build(cx),
             SourceConfig::Generator(c) => c.build(cx),
             SourceConfig::InternalMetrics(c) => c.build(cx),
+            #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.build(cx),
             SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
