@@ -15,8 +15,13 @@ OUTAGE="${1:-600}"
 SERIES=2000
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iotel-target}"
 
-IOTEL="$(scripts/build-edge)"
 source bench/lib.sh
+# The agent is the edge build; the receiver needs the native receiver, which
+# the edge build leaves out: the same build with `--features receiver`.
+IOTEL="$WORK/iotel-agent"
+cp "$(scripts/build-edge)" "$IOTEL"
+RECEIVER="$WORK/iotel-gateway"
+cp "$(scripts/build-edge --features receiver)" "$RECEIVER"
 serve_target "$SERIES"
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -36,7 +41,7 @@ inputs = ["agents"]
 path = "/dev/null"
 TOML
 start_receiver() {
-  "$IOTEL" gateway --config "$WORK/receiver.toml" --log-level warn 2>>"$WORK/receiver.log" &
+  "$RECEIVER" gateway --config "$WORK/receiver.toml" --log-level warn 2>>"$WORK/receiver.log" &
   RECV_PID=$!
   PIDS+=($RECV_PID)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$RECV_API/readyz" >/dev/null && break; sleep 0.1; done
