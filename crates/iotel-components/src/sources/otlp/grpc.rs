@@ -1,10 +1,16 @@
 //! OTLP/gRPC: the collector services `TraceService`, `MetricsService` and
 //! `LogsService` (`opentelemetry-proto`'s generated tonic servers), gzip
 //! accepted. Refusals map to gRPC codes as the OTLP spec says:
-//! INVALID_ARGUMENT (not retried), RESOURCE_EXHAUSTED and UNAVAILABLE
-//! (retried).
+//! INVALID_ARGUMENT and RESOURCE_EXHAUSTED without retry info (not
+//! retried), UNAVAILABLE (retried).
+//!
+//! tonic reads and decodes a message before our services see it, and
+//! answers what it cannot take itself: OUT_OF_RANGE past the size limit
+//! (which OTLP exporters would retry forever), INTERNAL for protobuf that
+//! does not decode. A layer in front ([`tonic_refusal`]) turns those into
+//! the codes above and counts them like every other refusal.
 
-use super::convert::{Ingest, Refusal, Request, Response};
+use super::convert::{Failure, Ingest, Refusal, Request, Response};
 use iotel_engine::Shutdown;
 use iotel_formats::otlp::proto::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -30,6 +36,62 @@ use tonic::codec::CompressionEncoding;
 
 #[derive(Debug, Clone)]
 struct Grpc(Arc<Ingest>);
+
+/// What tonic answered on its own, before a service saw the request, as
+/// the refusal the OTLP spec asks for; `None` for every other status.
+fn tonic_refusal(status: &tonic::Status, max_decoded: usize) -> Option<Refusal> {
+    let m = status.message();
+    let (failure, code, reason) = match status.code() {
+        tonic::Code::OutOfRange if m.starts_with("Error, decoded message length too large") => (
+            Failure::TooLarge,
+            "too_large",
+            format!("the message is larger than max_decoded_size ({max_decoded} bytes)"),
+        ),
+        tonic::Code::ResourceExhausted if m.starts_with("Error decompressing: size limit") => (
+            Failure::TooLarge,
+            "decoded_too_large",
+            format!("the message inflates past max_decoded_size ({max_decoded} bytes)"),
+        ),
+        tonic::Code::Internal if m.starts_with("Error decompressing") => (
+            Failure::BadRequest,
+            "bad_gzip",
+            format!("grpc-encoding gzip, but the message does not inflate: {m}"),
+        ),
+        tonic::Code::Internal if m.starts_with("failed to decode Protobuf message") => (
+            Failure::BadRequest,
+            "bad_payload",
+            format!("not a valid OTLP protobuf message: {m}"),
+        ),
+        tonic::Code::Internal
+            if m.starts_with("protocol error") || m.starts_with("Unexpected EOF") =>
+        {
+            (
+                Failure::BadRequest,
+                "bad_frame",
+                format!("not a valid gRPC message: {m}"),
+            )
+        }
+        _ => return None,
+    };
+    Some(Refusal::new(failure, code, reason))
+}
+
+/// `response`, or — when it is a status tonic gave on its own — the
+/// refusal it stands for, counted.
+fn rewrite(
+    ingest: &Ingest,
+    max_decoded: usize,
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    match response
+        .extensions()
+        .get::<tonic::Status>()
+        .and_then(|s| tonic_refusal(s, max_decoded))
+    {
+        Some(r) => status(ingest, &r).into_http(),
+        None => response,
+    }
+}
 
 fn status(ingest: &Ingest, r: &Refusal) -> tonic::Status {
     ingest.count_refusal(r, "gRPC");
@@ -92,9 +154,7 @@ impl LogsService for Grpc {
 }
 
 /// Serves the three services on `addr` until `shutdown`. `max_decoded` is
-/// the largest message once decompressed: tonic itself answers past it,
-/// with OUT_OF_RANGE (which OTLP exporters retry), before our code sees
-/// the request, so it is not counted in the component's errors.
+/// the largest message, as sent and once decompressed.
 ///
 /// # Errors
 /// The bind or transport error, with the address.
@@ -104,8 +164,11 @@ pub(super) async fn serve(
     max_decoded: usize,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
-    let svc = Grpc(ingest);
+    let svc = Grpc(ingest.clone());
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(move |r| {
+            rewrite(&ingest, max_decoded, r)
+        }))
         .add_service(
             TraceServiceServer::new(svc.clone())
                 .accept_compressed(CompressionEncoding::Gzip)

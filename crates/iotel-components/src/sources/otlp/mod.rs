@@ -18,9 +18,9 @@
 //! - Bad input never takes the source down: a body that does not decode is
 //!   HTTP 400 / INVALID_ARGUMENT with the reason (not retried); a body over
 //!   `max_body_size` as sent, or over `max_decoded_size` once gunzipped (a
-//!   gzip bomb is cut off there, never inflated whole), is HTTP 413 (over
-//!   gRPC, tonic's own OUT_OF_RANGE past `max_decoded_size`); an unknown `Content-Type` or `Content-Encoding` is
-//!   HTTP 415. Each is counted as an error under a stable code and logged
+//!   gzip bomb is cut off there, never inflated whole), is HTTP 413 / gRPC
+//!   RESOURCE_EXHAUSTED (not retried); an unknown `Content-Type` or
+//!   `Content-Encoding` is HTTP 415. Each is counted as an error under a stable code and logged
 //!   (the 1st, 2nd, 4th, 8th… of each code).
 
 #[cfg(feature = "otlp")]

@@ -471,13 +471,34 @@ async fn grpc_requests_of_each_signal_become_exact_events_and_bad_ones_get_their
     answer.unwrap();
     assert_eq!(events.unwrap(), Events::Logs(vec![log_record()]));
 
-    // Over max_decoded_size once inflated: tonic's own OUT_OF_RANGE.
+    // Over max_decoded_size as sent: RESOURCE_EXHAUSTED without retry
+    // info, which OTLP exporters do not retry (tonic alone would say
+    // OUT_OF_RANGE, which they would).
     let mut big = log_record();
     big.message = "x".repeat(8192);
-    let (request, _) = logs::export_request([big], 5);
+    let (request, _) = logs::export_request([big.clone()], 5);
     let e = logs_client.export(request).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::OutOfRange, "{e}");
-    assert!(e.message().contains("the limit is: 4096 bytes"), "{e}");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert_eq!(
+        e.message(),
+        "the message is larger than max_decoded_size (4096 bytes)"
+    );
+    assert!(e.details().is_empty());
+    assert_eq!(r.metrics.errors("too_large").get(), 1);
+
+    // Under it as sent, over it once inflated: the gzip bomb guard.
+    big.message = "x".repeat(1 << 20);
+    let (request, _) = logs::export_request([big], 5);
+    let mut gzip_logs = logs_client
+        .clone()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let e = gzip_logs.export(request).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert_eq!(
+        e.message(),
+        "the message inflates past max_decoded_size (4096 bytes)"
+    );
+    assert_eq!(r.metrics.errors("decoded_too_large").get(), 1);
 
     // A span with an invalid id: a partial success.
     let mut request = traces::export_request([span()]);
@@ -500,5 +521,128 @@ async fn grpc_requests_of_each_signal_become_exact_events_and_bad_ones_get_their
         }
     );
     assert_eq!(answer.unwrap_err().code(), tonic::Code::Unavailable);
+    r.stop().await;
+}
+
+/// Sends one gRPC message frame as it is (`flag` 1: compressed, with
+/// `grpc-encoding: gzip`) and returns the status code and message.
+async fn raw_grpc(addr: SocketAddr, path: &str, flag: u8, message: &[u8]) -> (i32, String) {
+    use tower::ServiceExt;
+    let mut frame = vec![flag];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(message);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = ::http::Request::new(tonic::body::Body::new(http_body_util::Full::new(
+        bytes::Bytes::from(frame),
+    )));
+    *request.method_mut() = ::http::Method::POST;
+    *request.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    headers.insert("te", "trailers".parse().unwrap());
+    if flag == 1 {
+        headers.insert("grpc-encoding", "gzip".parse().unwrap());
+    }
+    let response = channel.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let trailers = body.collect().await.unwrap().trailers().cloned();
+    let all = trailers.unwrap_or(parts.headers);
+    let code = all["grpc-status"].to_str().unwrap().parse().unwrap();
+    let message = all
+        .get("grpc-message")
+        .map(|m| percent_decode(m.to_str().unwrap()))
+        .unwrap_or_default();
+    (code, message)
+}
+
+/// `grpc-message` is percent-encoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn grpc_messages_that_do_not_decode_are_invalid_argument_counted_and_the_rest_flows() {
+    let mut r = start("").await;
+    let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let (code, message) = raw_grpc(r.grpc, path, 0, &[0xff, 0xff, 0xff]).await;
+    assert_eq!(code, 3, "{message}");
+    assert!(
+        message.starts_with("not a valid OTLP protobuf message: failed to decode Protobuf message"),
+        "{message}"
+    );
+    assert_eq!(r.metrics.errors("bad_payload").get(), 1);
+
+    let (code, message) = raw_grpc(r.grpc, path, 1, b"not gzip").await;
+    assert_eq!(code, 3, "{message}");
+    assert!(
+        message.starts_with("grpc-encoding gzip, but the message does not inflate"),
+        "{message}"
+    );
+    assert_eq!(r.metrics.errors("bad_gzip").get(), 1);
+
+    let (code, message) = raw_grpc(r.grpc, path, 7, b"").await;
+    assert_eq!(code, 3, "{message}");
+    assert!(
+        message.starts_with("not a valid gRPC message: protocol error"),
+        "{message}"
+    );
+    assert_eq!(r.metrics.errors("bad_frame").get(), 1);
+
+    let body = traces::export_request([span()]).encode_to_vec();
+    let ((code, message), events) = tokio::join!(raw_grpc(r.grpc, path, 0, &body), r.rx.recv());
+    assert_eq!(code, 0, "{message}");
+    assert_eq!(events.unwrap(), Events::Traces(vec![span()]));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn span_events_links_and_exemplars_are_counted_as_not_mapped() {
+    use iotel_formats::otlp::proto::trace::v1::span::{Event, Link};
+    let mut r = start("").await;
+    let mut request = traces::export_request([span()]);
+    let s = &mut request.resource_spans[0].scope_spans[0].spans[0];
+    s.events = vec![Event::default(), Event::default()];
+    s.links = vec![Link::default()];
+    let (_, events) = accepted(&mut r, "/v1/traces", request.encode_to_vec(), &[PROTOBUF]).await;
+    assert_eq!(events, Events::Traces(vec![span()]));
+
+    let mut request = gauge_request();
+    let Some(Data::Gauge(g)) = &mut request.resource_metrics[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!("a gauge")
+    };
+    g.data_points[0].exemplars = vec![Default::default(); 3];
+    let (_, events) = accepted(&mut r, "/v1/metrics", request.encode_to_vec(), &[PROTOBUF]).await;
+    check_gauge(events);
+
+    let not_mapped = |part: &str| {
+        r.metrics
+            .registry()
+            .counter(
+                "iotel_otlp_not_mapped_total",
+                "",
+                &[("component_id", "in"), ("part", part)],
+            )
+            .get()
+    };
+    assert_eq!(not_mapped("span_event"), 2);
+    assert_eq!(not_mapped("span_link"), 1);
+    assert_eq!(not_mapped("exemplar"), 3);
     r.stop().await;
 }
