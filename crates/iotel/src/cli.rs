@@ -32,6 +32,10 @@ pub enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make a development PKI: CAs and device, gateway and server certs.
+    #[cfg(feature = "certs")]
+    #[command(subcommand)]
+    Certs(crate::certs::CertsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { config, data_dir }) => {
             Ok(check(&config, data_dir.as_deref()))
         }
+        #[cfg(feature = "certs")]
+        Command::Certs(c) => crate::certs::run(c).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -2,6 +2,8 @@
 //! library crates; everything else lives there.
 
 mod api;
+#[cfg(feature = "certs")]
+mod certs;
 mod cli;
 mod node;
 

@@ -30,6 +30,36 @@ fn version_prints_the_crate_version() {
 }
 
 #[test]
+fn certs_makes_a_pki_and_issues_a_device_cert_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let (code, out, err) = iotel(&["certs", "init", "--dir", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("trust domain    spiffe://iotel.test\n"),
+        "{out}"
+    );
+    let (code, out, err) = iotel(&["certs", "issue-device", "--dir", dir, "--device-id", "d1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "cert   {dir}/devices/d1.pem (with the issuing CA)\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("spiffe spiffe://iotel.test/device/d1\n"),
+        "{out}"
+    );
+    let (code, _, err) = iotel(&["certs", "issue-device", "--dir", dir, "--device-id", "a/b"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: --device-id \"a/b\": expected letters, digits, '.', '-' and '_' (it becomes a SPIFFE path segment and a file name)\n"
+    );
+}
+
+#[test]
 fn config_check_accepts_every_shipped_config() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
     let mut files: Vec<_> = ["edge.toml", "gateway.toml", "cloud.toml"]
