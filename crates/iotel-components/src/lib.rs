@@ -6,6 +6,8 @@
 //! struct from its own directory. [`config::load`] parses, validates and
 //! checks the graph; [`config::Loaded::build`] builds what validated.
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod config;
 pub mod http_util;
 pub(crate) mod id_ranges;

@@ -1,0 +1,495 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+/// A signing key and its public JWK.
+struct TestKey {
+    encoding: EncodingKey,
+    jwk: Value,
+    alg: Algorithm,
+    kid: &'static str,
+}
+
+fn ed25519(kid: &'static str) -> TestKey {
+    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+    TestKey {
+        encoding: EncodingKey::from_ed_der(doc.as_ref()),
+        jwk: json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "alg": "EdDSA",
+                    "x": B64.encode(pair.public_key().as_ref())}),
+        alg: Algorithm::EdDSA,
+        kid,
+    }
+}
+
+fn es256(kid: &'static str) -> TestKey {
+    let rng = SystemRandom::new();
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    TestKey {
+        encoding: EncodingKey::from_ec_der(doc.as_ref()),
+        jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid,
+                    "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65])}),
+        alg: Algorithm::ES256,
+        kid,
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn claims() -> Value {
+    json!({"iss": "https://idp.example", "aud": "iotel-cloud", "sub": "gw-site-1",
+           "exp": now() + 600, "tenant": "acme", "roles": ["writer"]})
+}
+
+fn sign(key: &TestKey, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.into());
+    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+}
+
+const POLICY: &str = r#"
+[[grant]]
+role = "writer"
+tenants = ["{tenant}"]
+signals = ["*"]
+actions = ["write"]
+
+[[grant]]
+subject = "dashboards"
+tenants = ["acme", "globex"]
+signals = ["metrics"]
+actions = ["read"]
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    auth: Auth,
+}
+
+fn setup(keys: &[&TestKey], extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    write_jwks(dir.path(), keys);
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let config: Config = toml::from_str(&format!(
+        "issuer = \"https://idp.example\"\naudience = \"iotel-cloud\"\n\
+         jwks_file = \"jwks.json\"\npolicy_file = \"policy.toml\"\naudit_log = \"audit.jsonl\"\n{extra}"
+    ))
+    .unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let mut cx = BuildContext::for_test("cloud_in");
+    cx.config_dir = dir.path().to_path_buf();
+    let auth = config.build(&cx).unwrap();
+    Setup { dir, auth }
+}
+
+fn write_jwks(dir: &std::path::Path, keys: &[&TestKey]) {
+    let set = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+    std::fs::write(dir.join("jwks.json"), set.to_string()).unwrap();
+}
+
+impl Setup {
+    async fn check(&self, token: &str) -> Result<Principal, AuthError> {
+        self.auth.keys.refresh().await.unwrap();
+        self.auth
+            .authenticate(Some(&format!("Bearer {token}")))
+            .await
+    }
+
+    fn audit_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn code(r: Result<Principal, AuthError>) -> (&'static str, String) {
+    let e = r.unwrap_err();
+    assert_eq!(e.status(), 401, "{e}");
+    (e.code(), e.to_string())
+}
+
+#[tokio::test]
+async fn a_valid_token_gives_its_subject_tenant_and_roles() {
+    let (ed, ec) = (ed25519("ed-1"), es256("ec-1"));
+    let s = setup(&[&ed, &ec], "");
+    for key in [&ed, &ec] {
+        let p = s.check(&sign(key, &claims())).await.unwrap();
+        assert_eq!(
+            p,
+            Principal {
+                subject: "gw-site-1".into(),
+                tenant: Some("acme".into()),
+                roles: vec!["writer".into()],
+            }
+        );
+    }
+    let mut c = claims();
+    c["roles"] = json!("writer reader");
+    let p = s.check(&sign(&ed, &c)).await.unwrap();
+    assert_eq!(p.roles, ["writer", "reader"]);
+}
+
+#[tokio::test]
+async fn expired_early_wrong_audience_and_wrong_issuer_tokens_are_refused() {
+    let ed = ed25519("ed-1");
+    let s = setup(&[&ed], "leeway = \"30s\"");
+    let mut c = claims();
+    c["exp"] = json!(now() - 31 - 5);
+    assert_eq!(
+        code(s.check(&sign(&ed, &c)).await),
+        ("token_expired", "the token has expired".into())
+    );
+    // Within the leeway it still passes.
+    c["exp"] = json!(now() - 10);
+    s.check(&sign(&ed, &c)).await.unwrap();
+
+    let mut c = claims();
+    c["nbf"] = json!(now() + 120);
+    assert_eq!(
+        code(s.check(&sign(&ed, &c)).await),
+        (
+            "token_not_yet_valid",
+            "the token is not valid yet (nbf)".into()
+        )
+    );
+    let mut c = claims();
+    c["aud"] = json!("someone-else");
+    assert_eq!(
+        code(s.check(&sign(&ed, &c)).await),
+        (
+            "wrong_audience",
+            "the token is not for audience \"iotel-cloud\"".into()
+        )
+    );
+    let mut c = claims();
+    c["iss"] = json!("https://evil.example");
+    assert_eq!(
+        code(s.check(&sign(&ed, &c)).await),
+        (
+            "wrong_issuer",
+            "the token is not from issuer \"https://idp.example\"".into()
+        )
+    );
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("exp");
+    assert_eq!(
+        code(s.check(&sign(&ed, &c)).await),
+        ("missing_claim", "the token has no \"exp\" claim".into())
+    );
+}
+
+#[tokio::test]
+async fn forged_tokens_never_verify() {
+    let ed = ed25519("ed-1");
+    let s = setup(&[&ed], "");
+
+    // alg: none, no signature.
+    let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = B64.encode(claims().to_string());
+    assert_eq!(
+        code(s.check(&format!("{header}.{body}.")).await),
+        (
+            "unsigned_token",
+            "alg none: unsigned tokens are never accepted".into()
+        )
+    );
+
+    // HS256 with the public key as the HMAC secret.
+    let public = ed.jwk["x"].as_str().unwrap();
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("ed-1".into());
+    let token =
+        jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_secret(public.as_bytes())).unwrap();
+    assert_eq!(
+        code(s.check(&token).await),
+        (
+            "algorithm_not_accepted",
+            "algorithm HS256 is not accepted (accepted: RS256, ES256, EdDSA)".into()
+        )
+    );
+
+    // A valid signature from another key under the trusted key's kid.
+    let mut impostor = ed25519("ed-1");
+    impostor.kid = "ed-1";
+    assert_eq!(
+        code(s.check(&sign(&impostor, &claims())).await),
+        (
+            "bad_signature",
+            "the token's signature does not verify".into()
+        )
+    );
+
+    // ES256 under the kid of an EdDSA key.
+    let mut ec = es256("ed-1");
+    ec.kid = "ed-1";
+    assert_eq!(
+        code(s.check(&sign(&ec, &claims())).await),
+        (
+            "algorithm_mismatch",
+            "the token says ES256 but key \"ed-1\" is for Some(EdDSA)".into()
+        )
+    );
+
+    // The payload changed after signing.
+    let token = sign(&ed, &claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut c = claims();
+    c["tenant"] = json!("globex");
+    let tampered = format!("{}.{}.{}", parts[0], B64.encode(c.to_string()), parts[2]);
+    assert_eq!(code(s.check(&tampered).await).0, "bad_signature");
+
+    assert_eq!(code(s.check("not-a-jwt").await).0, "malformed_token");
+    let e = s.auth.authenticate(None).await.unwrap_err();
+    assert_eq!(e, AuthError::Missing);
+    assert_eq!(e.www_authenticate(), "Bearer");
+}
+
+#[tokio::test]
+async fn a_new_key_at_the_issuer_is_picked_up_on_its_first_token() {
+    let (old, new) = (ed25519("2026-10"), ed25519("2026-11"));
+    let s = setup(&[&old], "");
+    s.check(&sign(&old, &claims())).await.unwrap();
+    // The issuer rolls its keys; the file changes under the receiver.
+    write_jwks(s.dir.path(), &[&old, &new]);
+    let p = s
+        .auth
+        .authenticate(Some(&format!("Bearer {}", sign(&new, &claims()))))
+        .await
+        .unwrap();
+    assert_eq!(p.subject, "gw-site-1");
+    // A kid nobody has: refused, and no second reload within the interval.
+    let stranger = ed25519("nobody");
+    let e = s
+        .auth
+        .authenticate(Some(&format!("Bearer {}", sign(&stranger, &claims()))))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unknown_key");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "no key with kid \"nobody\" in {}",
+            s.dir.path().join("jwks.json").display()
+        )
+    );
+    assert!(!s.auth.keys.may_refresh(false));
+}
+
+#[tokio::test]
+async fn writes_for_another_tenant_are_refused_and_audited() {
+    let ed = ed25519("ed-1");
+    let s = setup(&[&ed], "");
+    let p = s.check(&sign(&ed, &claims())).await.unwrap();
+    s.auth
+        .authorize(&p, "acme", Signal::Metrics, Action::Write, "10.0.0.9:5123")
+        .unwrap();
+    let d = s
+        .auth
+        .authorize(&p, "globex", Signal::Logs, Action::Write, "10.0.0.9:5123")
+        .unwrap_err();
+    assert_eq!(d.code, "cross_tenant");
+    assert_eq!(
+        d.reason,
+        "the token is for tenant \"acme\"; it cannot write for tenant \"globex\""
+    );
+    // The role grants writes only: a read is not granted.
+    let d = s
+        .auth
+        .authorize(&p, "acme", Signal::Metrics, Action::Read, "10.0.0.9:5123")
+        .unwrap_err();
+    assert_eq!(
+        d.reason,
+        "no grant lets \"gw-site-1\" (roles: writer) read metrics for tenant \"acme\""
+    );
+    let lines = s.audit_lines();
+    assert_eq!(lines.len(), 2);
+    let l = &lines[0];
+    assert_eq!(l["decision"], "deny");
+    assert_eq!(l["code"], "cross_tenant");
+    assert_eq!(l["subject"], "gw-site-1");
+    assert_eq!(l["token_tenant"], "acme");
+    assert_eq!(l["tenant"], "globex");
+    assert_eq!(l["signal"], "logs");
+    assert_eq!(l["action"], "write");
+    assert_eq!(l["peer"], "10.0.0.9:5123");
+    assert_eq!(lines[1]["code"], "not_granted");
+
+    let reader = Principal {
+        subject: "dashboards".into(),
+        tenant: None,
+        roles: vec![],
+    };
+    s.auth
+        .authorize(&reader, "globex", Signal::Metrics, Action::Read, "-")
+        .unwrap();
+    assert_eq!(
+        s.auth
+            .authorize(&reader, "globex", Signal::Logs, Action::Read, "-")
+            .unwrap_err()
+            .code,
+        "not_granted"
+    );
+    assert_eq!(
+        s.auth
+            .authorize(&reader, "initech", Signal::Metrics, Action::Read, "-")
+            .unwrap_err()
+            .code,
+        "not_granted"
+    );
+}
+
+#[test]
+fn policy_files_with_mistakes_are_refused_naming_the_grant() {
+    let typo = "[[grant]]\nrol = \"writer\"\ntenants = [\"*\"]\nsignals = [\"*\"]\nactions = [\"write\"]\n";
+    let e = Policy::parse(typo).unwrap_err();
+    assert!(e.contains("line 2"), "{e}");
+    assert!(e.contains("unknown field `rol`"), "{e}");
+    for (text, expected) in [
+        (
+            "[[grant]]\nrole = \"w\"\ntenants = [\"*\"]\nsignals = [\"metric\"]\nactions = [\"write\"]\n",
+            "grant[0]: signals: unknown signal \"metric\"; expected metrics, logs, traces or \"*\"",
+        ),
+        (
+            "[[grant]]\nrole = \"w\"\ntenants = [\"*\"]\nsignals = [\"*\"]\nactions = [\"writes\"]\n",
+            "grant[0]: actions: unknown action \"writes\"; expected write, read or admin",
+        ),
+        (
+            "[[grant]]\nrole = \"w\"\nsubject = \"s\"\ntenants = [\"*\"]\nsignals = [\"*\"]\nactions = [\"write\"]\n",
+            "grant[0]: has both `role` and `subject`; a grant names one of them",
+        ),
+        (
+            "[[grant]]\ntenants = [\"*\"]\nsignals = [\"*\"]\nactions = [\"write\"]\n",
+            "grant[0]: needs a non-empty `role` or `subject`",
+        ),
+        (
+            "[[grant]]\nrole = \"w\"\ntenants = []\nsignals = [\"*\"]\nactions = [\"write\"]\n",
+            "grant[0]: `tenants` is empty: the grant would allow nothing (remove it or list what it allows)",
+        ),
+    ] {
+        assert_eq!(Policy::parse(text).unwrap_err(), expected);
+    }
+}
+
+#[test]
+fn a_receiver_with_a_bad_policy_or_jwks_does_not_build() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), "[[grant]]\nrole = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]}).to_string(),
+    )
+    .unwrap();
+    let mut cx = BuildContext::for_test("cloud_in");
+    cx.config_dir = dir.path().to_path_buf();
+    let config = |policy: &str| -> Config {
+        toml::from_str(&format!(
+            "issuer = \"i\"\naudience = \"a\"\njwks_file = \"jwks.json\"\npolicy_file = \"{policy}\"\n"
+        ))
+        .unwrap()
+    };
+    let e = config("policy.toml").build(&cx).unwrap_err();
+    assert_eq!(e.key, "policy_file");
+    assert!(
+        e.message
+            .starts_with(&format!("{}: ", dir.path().join("policy.toml").display())),
+        "{}",
+        e.message
+    );
+    std::fs::write(dir.path().join("ok.toml"), POLICY).unwrap();
+    let e = config("ok.toml").build(&cx).unwrap_err();
+    assert_eq!(e.key, "jwks_file");
+    assert_eq!(
+        e.message,
+        format!(
+            "{}: no usable key (hmac: a symmetric (oct) key; only public keys are accepted)",
+            dir.path().join("jwks.json").display()
+        )
+    );
+    let e = config("missing.toml").build(&cx).unwrap_err();
+    assert!(
+        e.message.contains("cannot read the policy file"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn lenient_or_symmetric_settings_are_config_errors() {
+    let c: Config = toml::from_str(
+        "issuer = \"i\"\naudience = \"\"\npolicy_file = \"p\"\nleeway = \"10m\"\n\
+         algorithms = [\"ES256\", \"HS256\", \"none\"]\n",
+    )
+    .unwrap();
+    let problems: Vec<(String, String)> = c
+        .validate()
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("audience".to_string(), "must not be empty".to_string()),
+            (
+                "jwks_file".into(),
+                "set jwks_file or jwks_url: the keys tokens are verified with".into()
+            ),
+            ("leeway".into(), "600s is too lenient; at most 5m".into()),
+            (
+                "algorithms[1]".into(),
+                "\"HS256\": symmetric algorithms are not accepted: the key a receiver verifies with could also sign".into()
+            ),
+            (
+                "algorithms[2]".into(),
+                "\"none\": unsigned tokens are never accepted".into()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_the_jwks_url_down_every_request_is_refused_naming_why() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let config: Config = toml::from_str(&format!(
+        "issuer = \"i\"\naudience = \"a\"\njwks_url = \"http://127.0.0.1:{port}/jwks\"\npolicy_file = \"policy.toml\"\n"
+    ))
+    .unwrap();
+    let mut cx = BuildContext::for_test("cloud_in");
+    cx.config_dir = dir.path().to_path_buf();
+    let auth = config.build(&cx).unwrap();
+    let ed = ed25519("ed-1");
+    let e = auth.keys.refresh().await.unwrap_err();
+    assert!(
+        e.starts_with(&format!("GET http://127.0.0.1:{port}/jwks: ")),
+        "{e}"
+    );
+    let e = auth
+        .authenticate(Some(&format!("Bearer {}", sign(&ed, &claims()))))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 503);
+    assert_eq!(e.code(), "keys_unavailable");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot verify tokens: GET http://127.0.0.1:{port}/jwks: "
+        )),
+        "{e}"
+    );
+}
