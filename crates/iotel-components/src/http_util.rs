@@ -38,8 +38,20 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The peer of a request as text, `-` when unknown.
+pub fn peer_of<B>(req: &Request<B>) -> String {
+    req.extensions()
+        .get::<PeerAddr>()
+        .map_or_else(|| "-".to_string(), |p| p.0.to_string())
+}
+
 /// Serves HTTP/1 connections on `listener` with `handler` until `shutdown`;
 /// then open connections finish the request they are handling and close.
+/// Each request carries its peer's address as a [`PeerAddr`] extension.
 pub async fn serve<F, Fut>(listener: TcpListener, mut shutdown: Shutdown, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -47,7 +59,7 @@ where
 {
     let handler = Arc::new(handler);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.wait() => return,
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
@@ -63,7 +75,8 @@ where
         let handler = handler.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler(req).await) }
             });

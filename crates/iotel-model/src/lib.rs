@@ -116,6 +116,17 @@ pub enum EventRef<'a> {
     Span(&'a Span),
 }
 
+impl<'a> EventRef<'a> {
+    /// The event's labels.
+    pub fn labels(&self) -> &'a Labels {
+        match self {
+            EventRef::Metric(m) => &m.labels,
+            EventRef::Log(r) => &r.labels,
+            EventRef::Span(s) => &s.labels,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_unix_ms() -> i64 {
     let now = std::time::SystemTime::now()

@@ -25,13 +25,15 @@
 pub mod keys;
 pub mod policy;
 #[cfg(test)]
+pub(crate) mod test_keys;
+#[cfg(test)]
 mod tests;
 
 pub use policy::{Action, Policy, Principal};
 
 use crate::{BuildContext, Problem};
 use iotel_engine::config::Duration;
-use iotel_model::Signal;
+use iotel_model::{Events, Signal};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use keys::{KeySource, KeyStore};
@@ -69,6 +71,11 @@ pub struct Config {
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
     pub policy_file: PathBuf,
+    /// The label that names a record's tenant: a record that names
+    /// another tenant than the token's is refused; one that names none is
+    /// given the token's.
+    #[serde(default = "default_tenant_label")]
+    pub tenant_label: String,
     /// Where refusals are written, one JSON object a line.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
@@ -87,6 +94,10 @@ fn default_algorithms() -> Vec<String> {
 }
 
 fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+
+fn default_tenant_label() -> String {
     "tenant".into()
 }
 
@@ -118,6 +129,7 @@ impl Config {
             ("audience", &self.audience),
             ("tenant_claim", &self.tenant_claim),
             ("roles_claim", &self.roles_claim),
+            ("tenant_label", &self.tenant_label),
         ] {
             if v.is_empty() {
                 p.push(Problem::new(key, "must not be empty"));
@@ -234,6 +246,7 @@ impl Config {
             audience: self.audience.clone(),
             tenant_claim: self.tenant_claim.clone(),
             roles_claim: self.roles_claim.clone(),
+            tenant_label: self.tenant_label.clone(),
             policy,
             audit,
         })
@@ -321,6 +334,7 @@ pub struct Auth {
     audience: String,
     tenant_claim: String,
     roles_claim: String,
+    tenant_label: String,
     policy: Policy,
     audit: Option<Mutex<std::fs::File>>,
 }
@@ -583,6 +597,47 @@ impl Auth {
                 Err(d)
             }
         }
+    }
+
+    /// Checks a batch written by `who`: it must be for the token's own
+    /// tenant, and granted. Records that name no tenant are given it.
+    ///
+    /// # Errors
+    /// The refusal (audited): the token has no tenant, a record names
+    /// another, or the policy does not grant the write.
+    pub fn authorize_write(
+        &self,
+        who: &Principal,
+        events: &mut Events,
+        peer: &str,
+    ) -> Result<(), Denied> {
+        let label = self.tenant_label.as_str();
+        let mut other: Option<String> = None;
+        events.for_each(|e| {
+            if other.is_none()
+                && let Some(t) = e.labels().get(label)
+                && who.tenant.as_deref() != Some(t)
+            {
+                other = Some(t.to_string());
+            }
+        });
+        let tenant = match (other, &who.tenant) {
+            (Some(t), _) => t,
+            (None, Some(own)) => own.clone(),
+            (None, None) => String::new(),
+        };
+        self.authorize(who, &tenant, events.signal(), Action::Write, peer)?;
+        let stamp = |labels: &mut iotel_model::Labels| {
+            if labels.get(label).is_none() {
+                *labels = labels.with(label, &tenant);
+            }
+        };
+        match events {
+            Events::Metrics(v) => v.iter_mut().for_each(|m| stamp(&mut m.labels)),
+            Events::Logs(v) => v.iter_mut().for_each(|r| stamp(&mut r.labels)),
+            Events::Traces(v) => v.iter_mut().for_each(|s| stamp(&mut s.labels)),
+        }
+        Ok(())
     }
 
     /// Writes an authentication failure to the audit log.

@@ -65,6 +65,11 @@ pub struct Config {
     /// Agents whose sequences the dedup window remembers.
     #[serde(default = "default_max_agents")]
     pub max_agents: NonZeroUsize,
+    /// Bearer tokens and RBAC: every batch needs a token whose tenant it
+    /// is for (`crate::auth`).
+    #[cfg(feature = "auth")]
+    #[serde(default)]
+    pub auth: Option<crate::auth::Config>,
 }
 
 fn default_max_body_size() -> ByteSize {
@@ -100,14 +105,35 @@ impl Config {
                 p.push(Problem::new(key, format!("{size} is too large here")));
             }
         }
+        #[cfg(feature = "auth")]
+        if let Some(a) = &self.auth {
+            p.extend(
+                a.validate()
+                    .into_iter()
+                    .map(|x| Problem::new(format!("auth.{}", x.key), x.message)),
+            );
+        }
         p
     }
 
     /// # Errors
-    /// None today; the signature is every component's.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
+    /// With `auth`: a policy or key file that does not load.
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
+        #[cfg(feature = "auth")]
+        let auth = match &self.auth {
+            None => None,
+            Some(a) => {
+                Some(Arc::new(a.build(cx).map_err(|x| {
+                    Problem::new(format!("auth.{}", x.key), x.message)
+                })?))
+            }
+        };
+        #[cfg(not(feature = "auth"))]
+        let _ = cx;
         Ok(Box::new(NativeSource {
             config: self.clone(),
+            #[cfg(feature = "auth")]
+            auth,
         }))
     }
 }
@@ -115,6 +141,8 @@ impl Config {
 #[derive(Debug)]
 struct NativeSource {
     config: Config,
+    #[cfg(feature = "auth")]
+    auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Source for NativeSource {
@@ -152,7 +180,13 @@ impl NativeSource {
                 .unwrap_or(usize::MAX),
             max_records: self.config.max_events.get(),
         };
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &self.auth {
+            tokio::spawn(auth.clone().keep_keys(cx.shutdown.clone()));
+        }
         let receiver = Arc::new(Receiver {
+            #[cfg(feature = "auth")]
+            auth: self.auth.clone(),
             merged_gaps: cx.registry().counter(
                 "iotel_dedup_gaps_merged_total",
                 "Gaps in an agent's received ids a receiver's dedup window merged into what it \
@@ -198,6 +232,8 @@ impl NativeSource {
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Receiver {
+    #[cfg(feature = "auth")]
+    auth: Option<Arc<crate::auth::Auth>>,
     id: String,
     out: Output,
     metrics: ComponentMetrics,
@@ -218,6 +254,8 @@ struct Refusal {
     next_sequence: Option<u64>,
     /// `Iotel-Received`, as written.
     received: Option<String>,
+    /// `WWW-Authenticate`, on a 401.
+    www_authenticate: Option<String>,
 }
 
 impl Refusal {
@@ -228,6 +266,7 @@ impl Refusal {
             reason: reason.into(),
             next_sequence: None,
             received: None,
+            www_authenticate: None,
         }
     }
 }
@@ -280,6 +319,12 @@ impl Receiver {
         {
             headers.insert(RECEIVED, v);
         }
+        if let Some(v) = r
+            .www_authenticate
+            .and_then(|v| http::HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(http::header::WWW_AUTHENTICATE, v);
+        }
         match r.status {
             503 => {
                 headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
@@ -311,6 +356,11 @@ impl Receiver {
                 format!("expected POST {BATCH_PATH}, got {}", req.method()),
             ));
         }
+        #[cfg(feature = "auth")]
+        let principal = match &self.auth {
+            None => None,
+            Some(auth) => Some((auth, authenticate(auth, &req).await?)),
+        };
         let too_large = |size: String| {
             Refusal::new(
                 413,
@@ -344,6 +394,8 @@ impl Receiver {
                     )
                 }),
         };
+        #[cfg(feature = "auth")]
+        let peer = http_util::peer_of(&req);
         let last = sequence_header(LAST_SEQUENCE)?;
         let oldest = sequence_header(OLDEST_SEQUENCE)?;
         let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
@@ -364,7 +416,8 @@ impl Receiver {
                 }
             })?
             .to_bytes();
-        let batch = native::decode(&body, &self.limits).map_err(decode_refusal)?;
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut batch = native::decode(&body, &self.limits).map_err(decode_refusal)?;
         let header = batch.header;
         let n = batch.events.len();
         if header.agent_id.is_empty() {
@@ -373,6 +426,11 @@ impl Receiver {
                 "bad_frame",
                 "the frame names no agent: expected an agent id",
             ));
+        }
+        #[cfg(feature = "auth")]
+        if let Some((auth, who)) = &principal {
+            auth.authorize_write(who, &mut batch.events, &peer)
+                .map_err(|d| Refusal::new(403, d.code, d.reason))?;
         }
         let first = header.sequence;
         let last = last.unwrap_or(first);
@@ -435,6 +493,7 @@ impl Receiver {
                 reason,
                 next_sequence: next,
                 received: Some(ranges),
+                www_authenticate: None,
             });
         }
         let mut out = self.out.clone();
@@ -484,6 +543,26 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// The request's principal, or the refusal (401, or 503 without keys).
+#[cfg(feature = "auth")]
+async fn authenticate(
+    auth: &crate::auth::Auth,
+    req: &Request<Incoming>,
+) -> Result<crate::auth::Principal, Refusal> {
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth.authenticate(header).await.map_err(|e| {
+        auth.audit_failure(&e, &http_util::peer_of(req));
+        let mut r = Refusal::new(e.status(), e.code(), e.to_string());
+        if e.status() == 401 {
+            r.www_authenticate = Some(e.www_authenticate());
+        }
+        r
+    })
 }
 
 fn decode_refusal(e: DecodeError) -> Refusal {

@@ -398,3 +398,97 @@ async fn the_received_ranges_survive_a_restart() {
     assert_eq!(next.status, 200);
     r.stop().await;
 }
+
+#[cfg(feature = "auth")]
+#[tokio::test]
+async fn with_auth_a_batch_needs_a_valid_token_for_its_own_tenant() {
+    use crate::auth::test_keys::{auth_table, claims, ed25519, sign};
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let mut r = start(dir.path(), &auth_table(dir.path(), &[&key])).await;
+    let bearer = format!("Bearer {}", sign(&key, &claims()));
+
+    // No token: 401 with the challenge, nothing downstream.
+    let a = send(
+        r.addr,
+        "POST",
+        BATCH_PATH,
+        frame("gw-1", 1, &logs(0..2)),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.body,
+        "no bearer token (expected Authorization: Bearer <JWT>)"
+    );
+    assert_eq!(r.metrics.errors("missing_token").get(), 1);
+
+    // A token signed by a stranger's key under the trusted kid.
+    let forged = format!("Bearer {}", sign(&ed25519("k1"), &claims()));
+    let a = send(
+        r.addr,
+        "POST",
+        BATCH_PATH,
+        frame("gw-1", 1, &logs(0..2)),
+        &[("authorization", &forged)],
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(r.metrics.errors("bad_signature").get(), 1);
+
+    // Valid: records without a tenant get the token's.
+    let with_token = [("authorization", bearer.as_str())];
+    let (a, events) = tokio::join!(
+        send(
+            r.addr,
+            "POST",
+            BATCH_PATH,
+            frame("gw-1", 1, &logs(0..2)),
+            &with_token,
+        ),
+        r.rx.recv()
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let Some(Events::Logs(records)) = events else {
+        panic!("logs")
+    };
+    assert_eq!(records.len(), 2);
+    for rec in &records {
+        assert_eq!(rec.labels.get("tenant"), Some("acme"));
+    }
+
+    // A record naming another tenant: the whole batch is refused, audited.
+    let mut other = logs(2..4);
+    if let Events::Logs(v) = &mut other {
+        v[1].labels = v[1].labels.with("tenant", "globex");
+    }
+    let a = send(
+        r.addr,
+        "POST",
+        BATCH_PATH,
+        frame("gw-1", 2, &other),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.body,
+        "the token is for tenant \"acme\"; it cannot write for tenant \"globex\""
+    );
+    assert_eq!(r.metrics.errors("cross_tenant").get(), 1);
+    assert!(r.rx.try_recv().is_none());
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let codes: Vec<&str> = lines.iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["missing_token", "bad_signature", "cross_tenant"]);
+    assert!(
+        lines[2]["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{}",
+        lines[2]
+    );
+    r.stop().await;
+}
