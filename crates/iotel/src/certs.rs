@@ -7,6 +7,10 @@
 //! DIR/devices/ID.pem, ID.key             device client cert: CN ID, spiffe://TD/device/ID
 //! DIR/gateways/ID.pem, ID.key            gateway cert (server and client): CN ID,
 //!                                        spiffe://TD/gateway/ID, DNS names and IPs
+//! DIR/gateways/ID.signing.key            the gateway's Ed25519 key for its tokens and
+//!                                        batch signatures (the `iotel` sink's `sign`)
+//! DIR/gateways.jwks                      every gateway's public signing key, kid = ID:
+//!                                        the cloud's `auth.jwks_file`
 //! DIR/servers/NAME.pem, NAME.key         server cert for DNS names and IPs
 //! ```
 //!
@@ -156,7 +160,8 @@ pub fn run(command: CertsCommand) -> Result<()> {
                     days: validity.days,
                 },
                 &dir.dir.join("gateways").join(&gateway_id),
-            )
+            )?;
+            signing_key(&dir.dir, &gateway_id)
         }
         CertsCommand::IssueServer {
             dir,
@@ -411,6 +416,37 @@ fn issue(ca: &IssuingCa, leaf: Leaf<'_>, stem: &Path) -> Result<()> {
     }
     println!("serial {serial}");
     println!("until  {}", p.not_after);
+    Ok(())
+}
+
+/// Makes the gateway's Ed25519 signing key and puts its public key in
+/// `DIR/gateways.jwks` (replacing an older one of the same gateway).
+fn signing_key(dir: &Path, gateway_id: &str) -> Result<()> {
+    use base64::Engine;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let key_path = dir
+        .join("gateways")
+        .join(format!("{gateway_id}.signing.key"));
+    write_file(&key_path, &key.serialize_pem(), 0o600)?;
+    let jwks_path = dir.join("gateways.jwks");
+    let mut keys: Vec<serde_json::Value> = match fs::read(&jwks_path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .with_context(|| format!("{}: not a JWKS document", jwks_path.display()))?["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(e).with_context(|| format!("reading {}", jwks_path.display())),
+    };
+    keys.retain(|k| k["kid"] != gateway_id);
+    keys.push(serde_json::json!({
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": gateway_id,
+        "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key_raw()),
+    }));
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?;
+    write_file(&jwks_path, &format!("{text}\n"), 0o644)?;
+    println!("signing key {}", key_path.display());
+    println!("public key  {} (kid {gateway_id:?})", jwks_path.display());
     Ok(())
 }
 

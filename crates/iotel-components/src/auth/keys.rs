@@ -39,6 +39,8 @@ pub struct Key {
     /// The one algorithm the key declares, if it does.
     pub alg: Option<Algorithm>,
     pub key: DecodingKey,
+    /// The raw public key of an Ed25519 key, for batch signatures.
+    pub ed25519: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Key {
@@ -87,11 +89,22 @@ pub fn parse_jwks(text: &[u8]) -> Result<Keys, String> {
                 continue;
             }
         };
+        let ed25519 = match &jwk.algorithm {
+            AlgorithmParameters::OctetKeyPair(p) => {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&p.x)
+                    .ok()
+                    .filter(|k| k.len() == 32)
+            }
+            _ => None,
+        };
         match DecodingKey::from_jwk(jwk) {
             Ok(key) => out.keys.push(Key {
                 kid: jwk.common.key_id.clone(),
                 alg,
                 key,
+                ed25519,
             }),
             Err(e) => out.skipped.push(format!("{name}: {e}")),
         }

@@ -24,6 +24,7 @@
 
 pub mod keys;
 pub mod policy;
+pub mod signing;
 #[cfg(test)]
 pub(crate) mod test_keys;
 #[cfg(test)]
@@ -79,6 +80,10 @@ pub struct Config {
     /// Where refusals are written, one JSON object a line.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
+    /// Every batch must carry a gateway's signature (`Iotel-Signature`) by
+    /// the Ed25519 key of its token's subject ([`signing`]).
+    #[serde(default)]
+    pub require_batch_signatures: bool,
 }
 
 fn default_refresh() -> Duration {
@@ -247,6 +252,7 @@ impl Config {
             tenant_claim: self.tenant_claim.clone(),
             roles_claim: self.roles_claim.clone(),
             tenant_label: self.tenant_label.clone(),
+            require_batch_signatures: self.require_batch_signatures,
             policy,
             audit,
         })
@@ -335,6 +341,8 @@ pub struct Auth {
     tenant_claim: String,
     roles_claim: String,
     tenant_label: String,
+    /// Batches must be signed ([`signing`]).
+    pub require_batch_signatures: bool,
     policy: Policy,
     audit: Option<Mutex<std::fs::File>>,
 }
@@ -638,6 +646,98 @@ impl Auth {
             Events::Traces(v) => v.iter_mut().for_each(|s| stamp(&mut s.labels)),
         }
         Ok(())
+    }
+
+    /// Checks a batch's signature (`Iotel-Signature`, over `hops` and the
+    /// body, before anything decodes it) against the Ed25519 key of
+    /// `who`'s token: the key id must be the token's subject. The frame's
+    /// agent id is checked once decoded ([`Auth::check_agent`]).
+    ///
+    /// # Errors
+    /// The refusal (audited): unsigned, signed by another key, changed
+    /// after signing, or signed too long ago.
+    pub fn verify_batch(
+        &self,
+        who: &Principal,
+        signature: Option<&str>,
+        hops: &str,
+        body: &[u8],
+        peer: &str,
+    ) -> Result<(), Denied> {
+        let check = || -> Result<(), Denied> {
+            let deny = |code: &'static str, reason: String| Denied { code, reason };
+            let value = signature.ok_or_else(|| {
+                deny(
+                    "unsigned_batch",
+                    "the batch has no Iotel-Signature; this receiver takes signed batches only"
+                        .into(),
+                )
+            })?;
+            let s = signing::parse_signature(value)
+                .map_err(|e| deny("bad_batch_signature", format!("Iotel-Signature: {e}")))?;
+            if s.key_id != who.subject {
+                return Err(deny(
+                    "bad_batch_signature",
+                    format!(
+                        "signed by {:?}, but the token is {:?}'s",
+                        s.key_id, who.subject
+                    ),
+                ));
+            }
+            let keys = self
+                .keys
+                .current()
+                .map_err(|e| deny("keys_unavailable", e))?;
+            let public = keys
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(s.key_id.as_str()))
+                .and_then(|k| k.ed25519.as_deref())
+                .ok_or_else(|| {
+                    deny(
+                        "bad_batch_signature",
+                        format!(
+                            "no Ed25519 key with kid {:?} in {}",
+                            s.key_id, self.keys.source
+                        ),
+                    )
+                })?;
+            signing::verify(public, &s, hops, body, jiff::Timestamp::now().as_second())
+                .map_err(|e| deny("bad_batch_signature", e))
+        };
+        check().inspect_err(|d| self.audit_batch(who, d, peer))
+    }
+
+    /// With signed batches, the frame must be the signer's own: its agent
+    /// id is the token's subject.
+    ///
+    /// # Errors
+    /// The refusal (audited).
+    pub fn check_agent(&self, who: &Principal, agent_id: &str, peer: &str) -> Result<(), Denied> {
+        if !self.require_batch_signatures || agent_id == who.subject {
+            return Ok(());
+        }
+        let d = Denied {
+            code: "bad_batch_signature",
+            reason: format!(
+                "the frame is agent {agent_id:?}'s, but it was signed by {:?}",
+                who.subject
+            ),
+        };
+        self.audit_batch(who, &d, peer);
+        Err(d)
+    }
+
+    fn audit_batch(&self, who: &Principal, d: &Denied, peer: &str) {
+        self.audit(&serde_json::json!({
+            "time": jiff::Timestamp::now().to_string(),
+            "decision": "deny",
+            "code": d.code,
+            "reason": d.reason,
+            "subject": who.subject,
+            "token_tenant": who.tenant,
+            "peer": peer,
+        }));
     }
 
     /// Writes an authentication failure to the audit log.

@@ -67,6 +67,12 @@ signals = ["*"]
 actions = ["write"]
 
 [[grant]]
+role = "gateway"
+tenants = ["{tenant}"]
+signals = ["*"]
+actions = ["write"]
+
+[[grant]]
 subject = "dashboards"
 tenants = ["acme", "globex"]
 signals = ["metrics"]
@@ -76,8 +82,12 @@ actions = ["read"]
 /// Writes `keys` as a JWKS file and [`POLICY`] beside it; returns the
 /// receiver's `[auth]` table for them.
 pub(crate) fn auth_table(dir: &std::path::Path, keys: &[&TestKey]) -> String {
-    let set = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
-    std::fs::write(dir.join("jwks.json"), set.to_string()).unwrap();
+    auth_table_jwks(dir, keys.iter().map(|k| k.jwk.clone()).collect())
+}
+
+/// [`auth_table`] for JWKs as they are.
+pub(crate) fn auth_table_jwks(dir: &std::path::Path, jwks: Vec<Value>) -> String {
+    std::fs::write(dir.join("jwks.json"), json!({ "keys": jwks }).to_string()).unwrap();
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     format!(
         "[auth]\nissuer = \"https://idp.example\"\naudience = \"iotel-cloud\"\n\
@@ -86,4 +96,30 @@ pub(crate) fn auth_table(dir: &std::path::Path, keys: &[&TestKey]) -> String {
         dir.join("policy.toml").display(),
         dir.join("audit.jsonl").display()
     )
+}
+
+/// A new Ed25519 key as a PKCS#8 PEM file in `dir`, named after `id`.
+pub(crate) fn ed25519_key_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
+    let path = dir.join(format!("{id}.signing.key"));
+    std::fs::write(
+        &path,
+        format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// A gateway's signer, with the token claims the receivers in tests take.
+pub(crate) fn gateway_signer(dir: &std::path::Path, id: &str) -> super::signing::Signer {
+    super::signing::Signer::load(
+        &ed25519_key_file(dir, id),
+        id,
+        "https://idp.example",
+        "iotel-cloud",
+        "acme",
+        300,
+    )
+    .unwrap()
 }

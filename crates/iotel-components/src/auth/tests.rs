@@ -428,3 +428,88 @@ async fn with_the_jwks_url_down_every_request_is_refused_naming_why() {
         "{e}"
     );
 }
+
+#[test]
+fn batch_signatures_verify_only_for_the_same_body_hops_and_key_within_five_minutes() {
+    use super::signing::{MAX_AGE_SECS, parse_signature, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let signer = gateway_signer(dir.path(), "site-1");
+    let public = B64.decode(signer.jwk()["x"].as_str().unwrap()).unwrap();
+    let now = 1_800_000_000;
+    let header = signer.sign(b"frame bytes", "gateway:site-1", now);
+    assert!(
+        header.starts_with("keyid=site-1, t=1800000000, sig="),
+        "{header}"
+    );
+    let s = parse_signature(&header).unwrap();
+    verify(
+        &public,
+        &s,
+        "gateway:site-1",
+        b"frame bytes",
+        now + MAX_AGE_SECS,
+    )
+    .unwrap();
+    let bad = "the batch signature does not verify: the batch or its hops changed after signing, or another key signed it";
+    assert_eq!(
+        verify(&public, &s, "gateway:site-1", b"frame bytez", now).unwrap_err(),
+        bad
+    );
+    assert_eq!(
+        verify(&public, &s, "gateway:site-2", b"frame bytes", now).unwrap_err(),
+        bad
+    );
+    let other = gateway_signer(dir.path(), "site-2");
+    let other_public = B64.decode(other.jwk()["x"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        verify(&other_public, &s, "gateway:site-1", b"frame bytes", now).unwrap_err(),
+        bad
+    );
+    assert_eq!(
+        verify(
+            &public,
+            &s,
+            "gateway:site-1",
+            b"frame bytes",
+            now + MAX_AGE_SECS + 1
+        )
+        .unwrap_err(),
+        "signed at 1800000000 but it is 1800000301 here: more than 300s apart (a replay, or a clock off)"
+    );
+    assert_eq!(
+        parse_signature("keyid=a, t=x, sig=AA").unwrap_err(),
+        "t=\"x\" is not a number"
+    );
+    assert_eq!(parse_signature("keyid=a, t=1").unwrap_err(), "no sig");
+}
+
+#[tokio::test]
+async fn a_gateway_token_is_reused_until_half_its_life_and_verifies_at_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = gateway_signer(dir.path(), "site-1");
+    let now = now();
+    let t1 = signer.token(now);
+    assert_eq!(signer.token(now + 149), t1);
+    let t2 = signer.token(now + 150);
+    assert_ne!(t2, t1);
+    let config: Config = toml::from_str(
+        &super::test_keys::auth_table_jwks(dir.path(), vec![signer.jwk()]).replace("[auth]\n", ""),
+    )
+    .unwrap();
+    let mut cx = BuildContext::for_test("cloud_in");
+    cx.config_dir = dir.path().to_path_buf();
+    let auth = config.build(&cx).unwrap();
+    auth.keys.refresh().await.unwrap();
+    let p = auth
+        .authenticate(Some(&format!("Bearer {t1}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        p,
+        Principal {
+            subject: "site-1".into(),
+            tenant: Some("acme".into()),
+            roles: vec!["gateway".into()],
+        }
+    );
+}

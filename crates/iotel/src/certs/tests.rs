@@ -291,3 +291,42 @@ fn mistakes_are_refused_with_what_was_expected() {
         "issue-server needs at least one --dns NAME (the cert's common name)"
     );
 }
+
+#[test]
+fn a_gateway_gets_a_signing_key_whose_public_half_the_cloud_can_load() {
+    use iotel_components::auth::{keys, signing};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init_in(dir, "iotel.test");
+    let gateway = |id: &str| {
+        run(CertsCommand::IssueGateway {
+            dir: dir_arg(dir),
+            gateway_id: id.into(),
+            names: Names {
+                dns: vec![],
+                ip: vec![],
+            },
+            validity: Validity { days: 1 },
+        })
+        .unwrap();
+    };
+    gateway("site-1");
+    gateway("site-2");
+    gateway("site-1");
+    let key_file = dir.join("gateways/site-1.signing.key");
+    assert_eq!(mode(&key_file), 0o600);
+    let jwks = fs::read(dir.join("gateways.jwks")).unwrap();
+    let set = keys::parse_jwks(&jwks).unwrap();
+    let kids: Vec<_> = set.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
+    assert_eq!(kids, ["site-2", "site-1"], "reissuing replaces the old key");
+
+    let signer =
+        signing::Signer::load(&key_file, "site-1", "iotel-gateways", "cloud", "acme", 300).unwrap();
+    let now = 1_800_000_000;
+    let header = signer.sign(b"frame", "gateway:site-1", now);
+    let s = signing::parse_signature(&header).unwrap();
+    let public = set.keys[1].ed25519.as_deref().unwrap();
+    signing::verify(public, &s, "gateway:site-1", b"frame", now).unwrap();
+    let other = set.keys[0].ed25519.as_deref().unwrap();
+    assert!(signing::verify(other, &s, "gateway:site-1", b"frame", now).is_err());
+}

@@ -74,6 +74,41 @@ pub struct Config {
     pub drain: DrainConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
+    /// A gateway's credentials towards the cloud: a bearer token it signs
+    /// itself, and a signature on every batch (`crate::auth::signing`).
+    #[cfg(feature = "auth")]
+    #[serde(default)]
+    pub sign: Option<SignConfig>,
+}
+
+/// `sign`: the gateway's own key, token and batch signatures.
+#[cfg(feature = "auth")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignConfig {
+    /// The Ed25519 private key (PKCS#8 PEM), e.g. the `.signing.key` of
+    /// `iotel certs issue-gateway`; its key id is `agent_id`.
+    pub key_file: std::path::PathBuf,
+    /// The tenant the gateway writes for (the token's `tenant` claim).
+    pub tenant: String,
+    /// The token's `aud`: the cloud's `auth.audience`.
+    pub audience: String,
+    /// The token's `iss`: the cloud's `auth.issuer` for gateways.
+    #[serde(default = "default_sign_issuer")]
+    pub issuer: String,
+    /// How long a token is valid; a new one is made at half of it.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl: Duration,
+}
+
+#[cfg(feature = "auth")]
+fn default_sign_issuer() -> String {
+    "iotel-gateways".into()
+}
+
+#[cfg(feature = "auth")]
+fn default_token_ttl() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -184,6 +219,21 @@ impl Config {
                 ));
             }
         }
+        #[cfg(feature = "auth")]
+        if let Some(sign) = &self.sign {
+            for (key, v) in [
+                ("sign.tenant", &sign.tenant),
+                ("sign.audience", &sign.audience),
+                ("sign.issuer", &sign.issuer),
+            ] {
+                if v.is_empty() {
+                    p.push(Problem::new(key, "must not be empty"));
+                }
+            }
+            if sign.token_ttl.get() < std::time::Duration::from_secs(10) {
+                p.push(Problem::new("sign.token_ttl", "expected at least 10s"));
+            }
+        }
         p.extend(self.retry.validate());
         p.extend(self.buffer.validate("buffer"));
         p
@@ -191,8 +241,25 @@ impl Config {
 
     /// # Errors
     /// A bad endpoint, or no host name to use as the agent id.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Ok(Box::new(self.sink()?))
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut sink = self.sink()?;
+        #[cfg(feature = "auth")]
+        if let Some(sign) = &self.sign {
+            let signer = crate::auth::signing::Signer::load(
+                &cx.resolve(&sign.key_file),
+                &sink.protocol.agent_id,
+                &sign.issuer,
+                &sign.audience,
+                &sign.tenant,
+                i64::try_from(sign.token_ttl.get().as_secs()).unwrap_or(i64::MAX),
+            )
+            .map_err(|e| Problem::new("sign.key_file", e))?;
+            sink.protocol.signer = Some(std::sync::Arc::new(signer));
+        }
+        #[cfg(not(feature = "auth"))]
+        let _ = cx;
+        Ok(Box::new(sink))
     }
 
     fn sink(&self) -> Result<NativeSink, Problem> {
@@ -224,6 +291,8 @@ impl Config {
                 compression: self.compression.get(),
                 max_events: self.batch.max_events.get(),
                 builder: native::Builder::new(),
+                #[cfg(feature = "auth")]
+                signer: None,
             },
         })
     }
@@ -275,6 +344,8 @@ struct NativeProtocol {
     /// What the next request carries, encoded as it is added: its memory is
     /// about the size of the frame, not of the events.
     builder: native::Builder,
+    #[cfg(feature = "auth")]
+    signer: Option<std::sync::Arc<crate::auth::signing::Signer>>,
 }
 
 impl Protocol for NativeProtocol {
@@ -309,6 +380,13 @@ impl Protocol for NativeProtocol {
     }
 
     fn request(&self, body: Bytes, _first: u64, last: u64, oldest: u64) -> http::Request<Body> {
+        #[cfg(feature = "auth")]
+        let signed = self.signer.as_ref().map(|signer| {
+            let now = jiff::Timestamp::now().as_second();
+            let hops = format!("gateway:{}", self.agent_id);
+            let signature = signer.sign(&body, &hops, now);
+            (format!("Bearer {}", signer.token(now)), hops, signature)
+        });
         let mut r = http::Request::new(Body::new(body));
         *r.method_mut() = http::Method::POST;
         *r.uri_mut() = self.endpoint.clone();
@@ -323,6 +401,24 @@ impl Protocol for NativeProtocol {
         );
         h.insert(LAST_SEQUENCE, http::HeaderValue::from(last));
         h.insert(OLDEST_SEQUENCE, http::HeaderValue::from(oldest));
+        #[cfg(feature = "auth")]
+        if let Some((bearer, hops, signature)) = signed {
+            for (name, value) in [
+                (http::header::AUTHORIZATION, bearer),
+                (
+                    http::HeaderName::from_static(crate::auth::signing::HOPS),
+                    hops,
+                ),
+                (
+                    http::HeaderName::from_static(crate::auth::signing::SIGNATURE),
+                    signature,
+                ),
+            ] {
+                if let Ok(v) = http::HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+        }
         r
     }
 
@@ -347,6 +443,8 @@ impl Protocol for NativeProtocol {
             compression: self.compression,
             max_events: self.max_events,
             builder: native::Builder::new(),
+            #[cfg(feature = "auth")]
+            signer: self.signer.clone(),
         })
     }
 }

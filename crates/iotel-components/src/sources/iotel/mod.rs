@@ -396,6 +396,18 @@ impl Receiver {
         };
         #[cfg(feature = "auth")]
         let peer = http_util::peer_of(&req);
+        #[cfg(feature = "auth")]
+        let header_text = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        #[cfg(feature = "auth")]
+        let (signature, hops) = (
+            header_text(crate::auth::signing::SIGNATURE),
+            header_text(crate::auth::signing::HOPS).unwrap_or_default(),
+        );
         let last = sequence_header(LAST_SEQUENCE)?;
         let oldest = sequence_header(OLDEST_SEQUENCE)?;
         let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
@@ -416,6 +428,14 @@ impl Receiver {
                 }
             })?
             .to_bytes();
+        // A forged or changed batch is refused before anything decodes it.
+        #[cfg(feature = "auth")]
+        if let Some((auth, who)) = &principal
+            && auth.require_batch_signatures
+        {
+            auth.verify_batch(who, signature.as_deref(), &hops, &body, &peer)
+                .map_err(|d| Refusal::new(403, d.code, d.reason))?;
+        }
         #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
         let mut batch = native::decode(&body, &self.limits).map_err(decode_refusal)?;
         let header = batch.header;
@@ -429,6 +449,8 @@ impl Receiver {
         }
         #[cfg(feature = "auth")]
         if let Some((auth, who)) = &principal {
+            auth.check_agent(who, &header.agent_id, &peer)
+                .map_err(|d| Refusal::new(403, d.code, d.reason))?;
             auth.authorize_write(who, &mut batch.events, &peer)
                 .map_err(|d| Refusal::new(403, d.code, d.reason))?;
         }

@@ -492,3 +492,101 @@ async fn with_auth_a_batch_needs_a_valid_token_for_its_own_tenant() {
     );
     r.stop().await;
 }
+
+#[cfg(feature = "auth")]
+#[tokio::test]
+async fn with_signed_batches_required_tampered_unsigned_foreign_and_replayed_batches_are_refused() {
+    use crate::auth::signing::{HOPS, SIGNATURE};
+    use crate::auth::test_keys::{auth_table_jwks, gateway_signer};
+    let dir = tempfile::tempdir().unwrap();
+    let (site1, site2) = (
+        gateway_signer(dir.path(), "site-1"),
+        gateway_signer(dir.path(), "site-2"),
+    );
+    let table = auth_table_jwks(dir.path(), vec![site1.jwk(), site2.jwk()])
+        + "require_batch_signatures = true\n";
+    let mut r = start(dir.path(), &table).await;
+    let now = jiff::Timestamp::now().as_second();
+    let signed = |signer: &crate::auth::signing::Signer, body: &[u8], hops: &str| {
+        vec![
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", signer.token(now)),
+            ),
+            (HOPS.to_string(), hops.to_string()),
+            (SIGNATURE.to_string(), signer.sign(body, hops, now)),
+        ]
+    };
+    let post_with = |body: Vec<u8>, headers: Vec<(String, String)>| async move {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        send(r.addr, "POST", BATCH_PATH, body, &h).await
+    };
+
+    let body = frame("site-1", 1, &logs(0..3));
+    let headers = signed(&site1, &body, "gateway:site-1");
+    let (a, events) = tokio::join!(
+        post_with(body.clone(), headers.clone()),
+        tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(events.unwrap().unwrap().len(), 3);
+
+    // The same request again: a replay is a retransmit.
+    let a = post_with(body.clone(), headers.clone()).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(r.metrics.discards("duplicate").get(), 3);
+
+    // Changed after signing: the body, then the hops.
+    let mut tampered = frame("site-1", 2, &logs(0..3));
+    let headers2 = signed(&site1, &tampered, "gateway:site-1");
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let a = post_with(tampered, headers2).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body.starts_with("the batch signature does not verify"),
+        "{}",
+        a.body
+    );
+    let body = frame("site-1", 2, &logs(0..3));
+    let mut headers3 = signed(&site1, &body, "gateway:site-1");
+    headers3[1].1 = "gateway:elsewhere".into();
+    let a = post_with(body.clone(), headers3).await;
+    assert_eq!(a.status, 403);
+
+    // Unsigned, with a valid token.
+    let a = post_with(
+        body.clone(),
+        signed(&site1, &body, "gateway:site-1")[..1].to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.body,
+        "the batch has no Iotel-Signature; this receiver takes signed batches only"
+    );
+
+    // Site 2's token and signature on a frame that says it is site 1's.
+    let a = post_with(body.clone(), signed(&site2, &body, "gateway:site-2")).await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.body,
+        "the frame is agent \"site-1\"'s, but it was signed by \"site-2\""
+    );
+    // Site 1's signature under site 2's token.
+    let mut mixed = signed(&site1, &body, "gateway:site-1");
+    mixed[0] = signed(&site2, &body, "gateway:site-1")[0].clone();
+    let a = post_with(body.clone(), mixed).await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.body,
+        "signed by \"site-1\", but the token is \"site-2\"'s"
+    );
+    assert_eq!(r.metrics.errors("bad_batch_signature").get(), 4);
+    assert_eq!(r.metrics.errors("unsigned_batch").get(), 1);
+    assert!(r.rx.try_recv().is_none());
+    r.stop().await;
+}
