@@ -1,0 +1,134 @@
+//! Client TLS, the `tls` table every client component takes:
+//!
+//! ```toml
+//! tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key", server_name = "broker.local" }
+//! ```
+//!
+//! - `ca_file`: PEM certificates to trust for the server; without it, the
+//!   system's trust store.
+//! - `cert_file` + `key_file`: a PEM client certificate (chain) and its
+//!   private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither.
+//! - `server_name`: the name the server's certificate must carry; without
+//!   it, the host of the component's URL.
+//!
+//! rustls with the ring provider, TLS 1.2 and 1.3 only.
+
+use crate::Problem;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl ClientTls {
+    /// Problems under `key` (`tls`), without touching the files.
+    pub fn validate(&self, key: &str) -> Vec<Problem> {
+        let mut p = Vec::new();
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => p.push(Problem::new(
+                format!("{key}.key_file"),
+                "cert_file is set: expected key_file with the certificate's private key",
+            )),
+            (None, Some(_)) => p.push(Problem::new(
+                format!("{key}.cert_file"),
+                "key_file is set: expected cert_file with the client certificate",
+            )),
+            _ => {}
+        }
+        if self.server_name.as_deref() == Some("") {
+            p.push(Problem::new(
+                format!("{key}.server_name"),
+                "expected a DNS name or an IP address, got an empty string",
+            ));
+        }
+        p
+    }
+
+    /// Reads the files into a rustls client config (paths relative to
+    /// `config_dir`).
+    ///
+    /// # Errors
+    /// A file that cannot be read or holds no usable PEM, a key that does
+    /// not fit the certificate; each names the key and the file.
+    #[cfg(feature = "tls")]
+    pub fn client_config(
+        &self,
+        key: &str,
+        config_dir: &std::path::Path,
+    ) -> Result<rustls::ClientConfig, Problem> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let path = |p: &PathBuf| config_dir.join(p);
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(ca) => {
+                let ca = path(ca);
+                let certs = CertificateDer::pem_file_iter(&ca)
+                    .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                    .map_err(|e| {
+                        Problem::new(format!("{key}.ca_file"), format!("{}: {e}", ca.display()))
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(Problem::new(
+                        format!("{key}.ca_file"),
+                        format!("{}: expected PEM certificates, found none", ca.display()),
+                    ));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(Problem::new(
+                        format!("{key}.ca_file"),
+                        "the system has no trusted certificates; set ca_file",
+                    ));
+                }
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| Problem::new(key, e.to_string()))?
+            .with_root_certificates(roots);
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(private)) => {
+                let cert = path(cert);
+                let private = path(private);
+                let chain = CertificateDer::pem_file_iter(&cert)
+                    .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                    .map_err(|e| {
+                        Problem::new(
+                            format!("{key}.cert_file"),
+                            format!("{}: {e}", cert.display()),
+                        )
+                    })?;
+                let pk = PrivateKeyDer::from_pem_file(&private).map_err(|e| {
+                    Problem::new(
+                        format!("{key}.key_file"),
+                        format!("{}: {e}", private.display()),
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, pk).map_err(|e| {
+                    Problem::new(
+                        format!("{key}.key_file"),
+                        format!("{} with {}: {e}", private.display(), cert.display()),
+                    )
+                })
+            }
+            _ => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
