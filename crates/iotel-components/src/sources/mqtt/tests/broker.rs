@@ -31,11 +31,27 @@ struct Running {
 
 impl Running {
     async fn start(broker: &Mosquitto, client_id: &str, extra: &str) -> Running {
-        let cfg: Config = toml::from_str(&format!(
-            "url = \"{}\"\nclient_id = \"{client_id}\"\n{extra}",
-            broker.url()
-        ))
-        .unwrap();
+        let src = Running::start_unsubscribed(broker, client_id, extra);
+        let cfg = Running::config(broker, client_id, extra);
+        for filter in &cfg.topics {
+            broker.wait_subscribed(client_id, filter, 1).await;
+        }
+        src
+    }
+
+    /// The config: `extra` may set its own `url`.
+    fn config(broker: &Mosquitto, client_id: &str, extra: &str) -> Config {
+        let url = if extra.contains("url =") {
+            String::new()
+        } else {
+            format!("url = \"{}\"\n", broker.url())
+        };
+        toml::from_str(&format!("{url}client_id = \"{client_id}\"\n{extra}")).unwrap()
+    }
+
+    /// Starts without waiting for the subscription.
+    fn start_unsubscribed(broker: &Mosquitto, client_id: &str, extra: &str) -> Running {
+        let cfg = Running::config(broker, client_id, extra);
         assert_eq!(cfg.validate(), vec![]);
         let (out, rx) = Output::for_test(64);
         let metrics = ComponentMetrics::detached("plant", "mqtt");
@@ -52,9 +68,6 @@ impl Running {
         };
         let source = cfg.build(&BuildContext::for_test("plant")).unwrap();
         let task = tokio::spawn(source.run(cx));
-        for filter in &cfg.topics {
-            broker.wait_subscribed(client_id, filter, 1).await;
-        }
         Running {
             rx,
             metrics,
@@ -492,31 +505,51 @@ impl Running {
     async fn start_resumed(broker: &Mosquitto, client_id: &str, extra: &str) -> Running {
         let connected = format!(" as {client_id} (");
         let before = broker.log().matches(&connected).count();
-        let cfg: Config = toml::from_str(&format!(
-            "url = \"{}\"\nclient_id = \"{client_id}\"\n{extra}",
-            broker.url()
-        ))
-        .unwrap();
-        let (out, rx) = Output::for_test(64);
-        let metrics = ComponentMetrics::detached("plant", "mqtt");
-        let (trigger, shutdown) = shutdown::channel();
-        let cx = SourceContext {
-            key: ComponentKey {
-                id: "plant".into(),
-                type_name: "mqtt".into(),
-            },
-            out,
-            shutdown,
-            metrics: metrics.clone(),
-            data_dir: std::env::temp_dir(),
-        };
-        let task = tokio::spawn(cfg.build(&BuildContext::for_test("plant")).unwrap().run(cx));
+        let src = Running::start_unsubscribed(broker, client_id, extra);
         broker.wait_logged(&connected, before + 1).await;
-        Running {
-            rx,
-            metrics,
-            trigger,
-            task,
-        }
+        src
     }
+}
+
+#[tokio::test]
+async fn mqtts_with_credentials_consumes_and_a_wrong_password_is_counted() {
+    let Some(broker) = Mosquitto::start_tls() else {
+        return;
+    };
+    let d = broker.dir.path().display().to_string();
+    let tls_port = broker.tls_port.unwrap();
+    let mut src = Running::start(
+        &broker,
+        "iotel-t-tls",
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\ntopics = [\"secure/#\"]\n\
+             username = \"iotel\"\npassword_file = \"{d}/password\"\n\
+             tls = {{ ca_file = \"{d}/ca.pem\" }}"
+        ),
+    )
+    .await;
+    publish_v5(&broker, "secure/a", br#"{"ok": 1}"#, &[]).await;
+    assert_eq!(
+        src.next_logs().await[0].labels.get("topic"),
+        Some("secure/a")
+    );
+    src.stop().await;
+
+    let bad = Running::start_unsubscribed(
+        &broker,
+        "iotel-t-badpw",
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\nusername = \"iotel\"\n\
+             password = \"wrong\"\ntls = {{ ca_file = \"{d}/ca.pem\" }}"
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while bad.metrics.errors("connection").get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusals not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bad.stop().await;
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Mosquitto {
     pub port: u16,
+    /// The TLS listener ([`Mosquitto::start_tls`]).
+    pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -40,6 +42,17 @@ impl Mosquitto {
     /// A broker, or `None` (with a note) when Mosquitto is not installed.
     /// Under `CI=true` a missing broker fails the test instead.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// A broker with a second listener on `tls_port`: TLS with a test CA
+    /// (`ca.pem` in its directory) and user `iotel`, password `s3cret`
+    /// (also in `password`); the plain listener stays anonymous.
+    pub fn start_tls() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Self> {
         let Some(bin) = binary() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -48,13 +61,15 @@ impl Mosquitto {
             eprintln!("skipped: mosquitto is not installed (Debian package `mosquitto`)");
             return None;
         };
-        let port = {
+        let free = || {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let port = free();
         let dir = tempfile::tempdir().unwrap();
         let mut m = Mosquitto {
             port,
+            tls_port: tls.then(free),
             dir,
             child: None,
         };
@@ -66,12 +81,30 @@ impl Mosquitto {
     fn write_config(&self, _bin: &std::path::Path) {
         let d = self.dir.path();
         let mut conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {}/\nlog_dest file {}\nlog_type all\n",
-            self.port,
+            "per_listener_settings true\npersistence true\n\
+             persistence_location {}/\nlog_dest file {}\nlog_type all\n\
+             listener {} 127.0.0.1\nallow_anonymous true\n",
             d.display(),
-            d.join("mosquitto.log").display()
+            d.join("mosquitto.log").display(),
+            self.port,
         );
+        if let Some(tls_port) = self.tls_port {
+            make_certificates(d);
+            let passwd = d.join("passwd");
+            run(Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(&passwd)
+                .args(["iotel", "s3cret"]));
+            std::fs::write(d.join("password"), "s3cret\n").unwrap();
+            conf.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+                 cafile {}\ncertfile {}\nkeyfile {}\n",
+                passwd.display(),
+                d.join("ca.pem").display(),
+                d.join("server.pem").display(),
+                d.join("server.key").display(),
+            ));
+        }
         // As root, Mosquitto would switch to the `mosquitto` user, which
         // cannot write the temporary directory.
         if running_as_root() {
@@ -163,6 +196,67 @@ impl Mosquitto {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost
+/// signed by it (`server.pem`, `server.key`), made with openssl.
+fn make_certificates(d: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .current_dir(d)
+        .args(["req", "-x509"])
+        .args(ec)
+        .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
+        .args(["-subj", "/CN=iotel test CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
+    run(Command::new("openssl")
+        .current_dir(d)
+        .arg("req")
+        .args(ec)
+        .args([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]));
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+        ])
+        .args(["-CAcreateserial", "-out", "server.pem", "-days", "2"])
+        .args(["-extfile", "server.ext"]));
 }
 
 impl Drop for Mosquitto {
