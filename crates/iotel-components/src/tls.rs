@@ -9,7 +9,8 @@
 //! - `cert_file` + `key_file`: a PEM client certificate (chain) and its
 //!   private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither.
 //! - `server_name`: the name the server's certificate must carry; without
-//!   it, the host of the component's URL.
+//!   it, the host of the component's URL (which still goes as SNI): for a
+//!   broker reached by IP address whose certificate names it by DNS name.
 //!
 //! rustls with the ring provider, TLS 1.2 and 1.3 only.
 
@@ -99,10 +100,29 @@ impl ClientTls {
             }
         }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| Problem::new(key, e.to_string()))?
-            .with_root_certificates(roots);
+            .map_err(|e| Problem::new(key, e.to_string()))?;
+        let builder = match &self.server_name {
+            None => builder.with_root_certificates(roots),
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                    Problem::new(format!("{key}.server_name"), format!("{name:?}: {e}"))
+                })?;
+                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| Problem::new(format!("{key}.ca_file"), e.to_string()))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(std::sync::Arc::new(verify::NamedServer {
+                        inner,
+                        name,
+                    }))
+            }
+        };
         match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(private)) => {
                 let cert = path(cert);
@@ -129,6 +149,58 @@ impl ClientTls {
                 })
             }
             _ => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
+
+/// Verifies the server's certificate for a configured name instead of the
+/// one connected to; everything else is webpki's ordinary verification.
+#[cfg(feature = "tls")]
+mod verify {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    pub(super) struct NamedServer {
+        pub inner: Arc<rustls::client::WebPkiServerVerifier>,
+        pub name: ServerName<'static>,
+    }
+
+    impl ServerCertVerifier for NamedServer {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            _connected_to: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            self.inner
+                .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
         }
     }
 }

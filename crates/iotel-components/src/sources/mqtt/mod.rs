@@ -400,13 +400,6 @@ impl Config {
         }
         if let Some(tls) = &self.tls {
             p.extend(tls.validate("tls"));
-            if tls.server_name.is_some() {
-                p.push(Problem::new(
-                    "tls.server_name",
-                    "the mqtt source checks the certificate against the url's host; \
-                     leave server_name out and put that name in the url",
-                ));
-            }
         }
         p
     }

@@ -553,3 +553,33 @@ async fn mqtts_with_credentials_consumes_and_a_wrong_password_is_counted() {
     }
     bad.stop().await;
 }
+
+#[tokio::test]
+async fn tls_server_name_is_checked_against_the_brokers_certificate() {
+    let Some(broker) = Mosquitto::start_tls() else {
+        return;
+    };
+    let d = broker.dir.path().display().to_string();
+    let tls_port = broker.tls_port.unwrap();
+    let cfg = |name: &str| {
+        format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\ntopics = [\"n/#\"]\n\
+             username = \"iotel\"\npassword = \"s3cret\"\n\
+             tls = {{ ca_file = \"{d}/ca.pem\", server_name = \"{name}\" }}"
+        )
+    };
+    // The certificate names localhost (and 127.0.0.1).
+    let src = Running::start(&broker, "iotel-t-sni", &cfg("localhost")).await;
+    src.stop().await;
+    let wrong = Running::start_unsubscribed(&broker, "iotel-t-sni-bad", &cfg("broker.example"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while wrong.metrics.errors("connection").get() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a wrong name was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!broker.log().contains(" as iotel-t-sni-bad ("));
+    wrong.stop().await;
+}
