@@ -18,7 +18,8 @@
 //!   (`clean_start = false`), a message is acknowledged (PUBACK) only once
 //!   every sink downstream has its events safe (`iotel_engine::Ack`), in
 //!   the order received; one a sink could not store is not acknowledged,
-//!   and the broker sends it again when the session resumes. A message
+//!   and the source reconnects a second later, resuming the session, so
+//!   that the broker sends it again. A message
 //!   that does not decode is acknowledged (sending it again would not
 //!   help), counted and logged.
 //! - **Payloads** (`decode.rs`): JSON objects (or arrays of them) become

@@ -16,6 +16,12 @@
 //! session, the source subscribes again. PUBACKs queued for a connection
 //! that dropped are discarded by rumqttc; the broker sends those messages
 //! again on the resumed session.
+//!
+//! A message whose events a sink could not store stays unacknowledged. The
+//! broker sends it again only on a new connection (and holds one of its
+//! in-flight slots until then, so enough of them would stall the
+//! subscription): the source waits `NOT_STORED_RETRY_DELAY`, then
+//! disconnects and reconnects at once, resuming the session.
 
 use super::decode::{Decoder, Rejected};
 use super::spans::{Received, consumer_span, matches};
@@ -35,6 +41,8 @@ use tokio::sync::mpsc;
 
 /// The first wait after a connection error; it doubles per failure.
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+/// The wait before reconnecting to get unstored messages sent again.
+const NOT_STORED_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long a stopping source sends its last PUBACKs and DISCONNECT.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// Requests (acks, subscriptions) queued towards the event loop.
@@ -313,7 +321,16 @@ impl MqttSource {
         let id = metrics.id().to_string();
         let (client, mut connection) = self.connect();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(ack_in_order(client.clone(), ack_rx, metrics.clone()));
+        let not_stored = Arc::new(tokio::sync::Notify::new());
+        let acker = tokio::spawn(ack_in_order(
+            client.clone(),
+            ack_rx,
+            metrics.clone(),
+            not_stored.clone(),
+        ));
+        // A disconnect of our own making: the error that follows is not a
+        // failure.
+        let mut leaving = false;
         let mut handler = Handler {
             decoder: Decoder::new(
                 self.config.format,
@@ -343,10 +360,26 @@ impl MqttSource {
             let polled = tokio::select! {
                 () = shutdown.wait() => break,
                 p = connection.poll() => p,
+                () = not_stored.notified(), if !leaving => {
+                    tracing::info!(
+                        component = %id,
+                        "reconnecting to {} in {NOT_STORED_RETRY_DELAY:?} so that it sends the \
+                         messages that could not be stored again",
+                        self.url
+                    );
+                    tokio::select! {
+                        () = shutdown.wait() => break,
+                        () = tokio::time::sleep(NOT_STORED_RETRY_DELAY) => {}
+                    }
+                    client.disconnect();
+                    leaving = true;
+                    continue;
+                }
             };
             match polled {
                 Ok(Polled::Connected { session_present }) => {
                     delay = FIRST_RECONNECT_DELAY;
+                    leaving = false;
                     tracing::info!(
                         component = %id,
                         "connected to {} (session present: {session_present})",
@@ -383,6 +416,9 @@ impl MqttSource {
                     }
                 }
                 Ok(Polled::Other) => {}
+                Err(e) if leaving => {
+                    tracing::debug!(component = %id, "disconnected from {} on purpose: {e}", self.url);
+                }
                 Err(e) => {
                     metrics.error("connection");
                     tracing::warn!(
@@ -563,6 +599,7 @@ async fn ack_in_order(
     client: Client,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     metrics: ComponentMetrics,
+    not_stored: Arc<tokio::sync::Notify>,
 ) {
     while let Some(p) = pending.recv().await {
         let mut stored = true;
@@ -574,14 +611,14 @@ async fn ack_in_order(
                 tracing::debug!(component = %metrics.id(), "PUBACK of {:?} not sent: {e}", p.topic);
             }
         } else {
+            not_stored.notify_one();
             let counter = metrics.errors("not_stored");
             counter.inc();
             if counter.get().is_power_of_two() {
                 tracing::warn!(
                     component = %metrics.id(),
                     "a message on topic {:?} could not be stored downstream; it is left \
-                     unacknowledged and the broker sends it again when the session resumes \
-                     (so far: {})",
+                     unacknowledged for the broker to send again (so far: {})",
                     p.topic,
                     counter.get()
                 );
