@@ -204,3 +204,46 @@ mod verify {
         }
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn unreadable_or_empty_files_are_problems_naming_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("empty.pem"), "no certificates here\n").unwrap();
+        let tls = ClientTls {
+            ca_file: Some("missing.pem".into()),
+            ..ClientTls::default()
+        };
+        let p = tls.client_config("tls", dir.path()).unwrap_err();
+        assert_eq!(p.key, "tls.ca_file");
+        assert!(p.message.contains("missing.pem"), "{}", p.message);
+        let tls = ClientTls {
+            ca_file: Some("empty.pem".into()),
+            ..ClientTls::default()
+        };
+        let p = tls.client_config("tls", dir.path()).unwrap_err();
+        assert_eq!(p.key, "tls.ca_file");
+        assert!(
+            p.message
+                .ends_with("empty.pem: expected PEM certificates, found none"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key_and_names_must_not_be_empty() {
+        let tls = ClientTls {
+            key_file: Some("k.pem".into()),
+            server_name: Some(String::new()),
+            ..ClientTls::default()
+        };
+        let keys: Vec<String> = tls.validate("tls").into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["tls.cert_file", "tls.server_name"]);
+    }
+}
