@@ -579,3 +579,41 @@ async fn tls_server_name_is_checked_against_the_brokers_certificate() {
     assert!(!broker.log().contains(" as iotel-t-sni-bad ("));
     wrong.stop().await;
 }
+
+#[tokio::test]
+async fn spans_all_starts_traces_for_untraced_messages_and_bad_traceparents_are_counted() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let mut src = Running::start(
+        &broker,
+        "iotel-t-all",
+        "topics = [\"a/#\"]\nformat = \"raw\"\nspans = \"all\"",
+    )
+    .await;
+    publish_v5(&broker, "a/1", b"plain text", &[]).await;
+    assert_eq!(src.next_logs().await[0].message, "plain text");
+    let span = src.next_span().await;
+    assert_eq!(span.parent_span_id, None);
+    assert_ne!(span.trace_id, [0; 16]);
+    assert_eq!(attr(&span, "messaging.message.body.size"), 10);
+
+    // An invalid traceparent (uppercase hex): counted, and the message is
+    // taken as untraced.
+    publish_v5(
+        &broker,
+        "a/2",
+        b"x",
+        &[(
+            "traceparent",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+        )],
+    )
+    .await;
+    assert_eq!(src.next_logs().await[0].message, "x");
+    let span = src.next_span().await;
+    assert_eq!(span.parent_span_id, None);
+    assert_ne!(hex(&span.trace_id), TRACE_ID);
+    assert_eq!(src.metrics.errors("invalid_trace_context").get(), 1);
+    src.stop().await;
+}
