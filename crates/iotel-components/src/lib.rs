@@ -14,6 +14,7 @@ pub(crate) mod id_ranges;
 pub mod native_protocol;
 pub mod sinks;
 pub mod sources;
+pub mod tls;
 pub mod transforms;
 pub mod tz;
 
@@ -37,7 +38,12 @@ impl Problem {
 /// The problem of a component type this build left out with its Cargo
 /// feature (the edge build keeps only what a device needs).
 #[cfg_attr(
-    all(feature = "logs", feature = "schema", feature = "otlp"),
+    all(
+        feature = "logs",
+        feature = "schema",
+        feature = "otlp",
+        feature = "mqtt"
+    ),
     allow(dead_code)
 )]
 pub(crate) fn not_built(type_name: &str, feature: &str) -> Problem {

@@ -7,6 +7,7 @@ pub mod native;
 pub mod otlp;
 pub mod prometheus;
 pub mod remote_write;
+pub mod sparkplug;
 #[cfg(test)]
 mod strategies;
 pub mod syslog;

@@ -7,6 +7,7 @@ pub mod generator;
 pub mod internal_metrics;
 #[cfg(feature = "receiver")]
 pub mod iotel;
+pub mod mqtt;
 pub mod otlp;
 pub mod prometheus_scrape;
 #[cfg(feature = "logs")]
@@ -30,6 +31,8 @@ pub enum SourceConfig {
     InternalMetrics(internal_metrics::Config),
     #[cfg(feature = "receiver")]
     Iotel(iotel::Config),
+    // Boxed: the largest config by far.
+    Mqtt(Box<mqtt::Config>),
     Otlp(otlp::Config),
     PrometheusScrape(prometheus_scrape::Config),
     #[cfg(feature = "logs")]
@@ -46,6 +49,7 @@ impl SourceConfig {
         "generator",
         "internal_metrics",
         "iotel",
+        "mqtt",
         "otlp",
         "prometheus_scrape",
         "stdin",
@@ -72,6 +76,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(_) => "iotel",
+            SourceConfig::Mqtt(_) => "mqtt",
             SourceConfig::Otlp(_) => "otlp",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
             #[cfg(feature = "logs")]
@@ -91,6 +96,7 @@ impl SourceConfig {
             SourceConfig::Stdin(c) => c.signals(),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(_) => SignalSet::ALL,
+            SourceConfig::Mqtt(c) => c.signals(),
             SourceConfig::Otlp(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(_) => SignalSet::LOGS,
@@ -109,6 +115,10 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.validate(),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.validate(),
+            #[cfg(feature = "mqtt")]
+            SourceConfig::Mqtt(c) => c.validate(),
+            #[cfg(not(feature = "mqtt"))]
+            SourceConfig::Mqtt(_) => vec![crate::not_built(self.type_name(), "mqtt")],
             #[cfg(feature = "otlp")]
             SourceConfig::Otlp(c) => c.validate(),
             #[cfg(not(feature = "otlp"))]
@@ -144,6 +154,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.build(cx),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.build(cx),
+            SourceConfig::Mqtt(c) => c.build(cx),
             SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
             #[cfg(feature = "logs")]

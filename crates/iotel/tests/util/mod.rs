@@ -425,3 +425,58 @@ pub fn serve_exposition(body: &'static str) -> SocketAddr {
     });
     addr
 }
+
+/// A real Mosquitto (Debian package `mosquitto`, in /usr/sbin) on a free
+/// loopback port, anonymous, logging everything to `mosquitto.log` in its
+/// directory; stopped (by PID) when dropped. `None` when it is not
+/// installed, except under `CI=true`, where that fails the test.
+pub struct Mosquitto {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    pub fn start() -> Option<Mosquitto> {
+        let bin = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .chain(["/usr/sbin"])
+            .map(|d| Path::new(d).join("mosquitto"))
+            .find(|p| p.is_file());
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "`mosquitto` is not installed (Debian package `mosquitto`); scripts/test installs it"
+            );
+            eprintln!("skipped: mosquitto is not installed (Debian package `mosquitto`)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        // As root, Mosquitto would switch to the `mosquitto` user, which
+        // cannot write the temporary directory.
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest file {}\nlog_type all\n{}",
+            dir.path().join("mosquitto.log").display(),
+            if root { "user root\n" } else { "" }
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let args = vec![
+            "-c".to_string(),
+            dir.path().join("mosquitto.conf").display().to_string(),
+        ];
+        let proc = Proc::spawn("mosquitto", &bin, &args, dir, &[]);
+        wait_for("Mosquitto to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(Mosquitto { proc, port })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.proc.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
