@@ -1,4 +1,4 @@
-//! The next request of a log sink (`loki`, `otlp_logs`): buffered batches
+//! The next request of a log sink (`loki`; `otlp` takes its config): buffered batches
 //! of records joined while the request stays within a count and an
 //! approximate size, and the `batch` table that sets them.
 //!
