@@ -7,6 +7,18 @@
 use super::grpc::{self, ProtoAny, ProtoDuration, RETRY_INFO_TYPE, RetryInfo, RpcStatus};
 use super::*;
 use crate::sinks::buffered::test_peer::{Logs, Running, eventually};
+use iotel_formats::otlp::proto::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use iotel_formats::otlp::proto::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use iotel_formats::otlp::proto::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use iotel_formats::otlp::proto::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use iotel_formats::otlp::proto::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -38,6 +50,33 @@ struct Seen {
 struct Server {
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
+    /// What the metrics and logs services took, decoded.
+    samples: Arc<Mutex<Vec<iotel_model::Metric>>>,
+    records: Arc<Mutex<Vec<iotel_model::LogRecord>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Server {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let d = iotel_formats::otlp::metrics::samples(request.into_inner());
+        self.samples.lock().unwrap().extend(d.samples);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Server {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let records = iotel_formats::otlp::logs::records(request.into_inner());
+        self.records.lock().unwrap().extend(records);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
 }
 
 #[tonic::async_trait]
@@ -61,8 +100,8 @@ impl Server {
     /// Serves on a free loopback port, answering from `script`, then OK.
     async fn start(script: Vec<Answer>) -> (Server, SocketAddr) {
         let server = Server {
-            seen: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
+            ..Server::default()
         };
         let incoming =
             tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -72,6 +111,14 @@ impl Server {
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_service(
+                    MetricsServiceServer::new(server.clone())
+                        .accept_compressed(CompressionEncoding::Gzip),
+                )
+                .add_service(
+                    LogsServiceServer::new(server.clone())
+                        .accept_compressed(CompressionEncoding::Gzip),
+                )
                 .serve_with_incoming(incoming),
         );
         (server, addr)
@@ -194,6 +241,28 @@ async fn spans_go_out_gzipped_with_the_configured_metadata_and_every_field() {
     let d = traces::spans(seen[0].request.clone());
     assert_eq!(d.spans, [span(0), span(1)]);
     assert_eq!(metrics.sent_total(), 2);
+}
+
+#[tokio::test]
+async fn metrics_and_logs_go_to_their_own_services() {
+    let (server, addr) = Server::start(vec![]).await;
+    let sink = start(addr, r#"batch = { timeout = "20ms" }"#);
+    let sample = iotel_model::Metric::new(
+        "requests_total",
+        iotel_model::MetricType::Counter,
+        Labels::from_pairs([("device_id", "d-7"), ("code", "200")]),
+        12.0,
+        1_700_000_000_000,
+    );
+    let mut record = iotel_model::LogRecord::new(1_700_000_000_000_000_000, "valve stuck");
+    record.labels = Labels::from_pairs([("device_id", "d-7")]);
+    sink.send(Events::Metrics(vec![sample.clone()])).await;
+    sink.send(Events::Logs(vec![record.clone()])).await;
+    eventually("delivery", || sink.sent() == 2).await;
+    sink.close().await;
+    assert_eq!(*server.samples.lock().unwrap(), [sample]);
+    assert_eq!(*server.records.lock().unwrap(), [record]);
+    assert!(server.seen().is_empty());
 }
 
 #[tokio::test]
