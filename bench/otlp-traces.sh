@@ -4,7 +4,7 @@
 # source → `otlp` sink, protocol "grpc", gzip), which forwards them to a
 # counting OTLP/gRPC receiver. Two runs:
 #
-#   1. max load: the generator sends as fast as iotel answers (4 requests of
+#   1. max load: the generator sends as fast as iotel answers (8 requests of
 #      512 spans in flight) for SECONDS; prints spans/s and spans per
 #      CPU-second of the iotel process (utime + stime from /proc: "per core");
 #   2. steady 1,000 spans/s for STEADY_SECONDS, on a fresh iotel process:
@@ -29,14 +29,16 @@ IOTEL="$(scripts/build-edge --features otlp)"
 # The load and the receiver: fast to build and to run, not size-tuned.
 CARGO_PROFILE_RELEASE_OPT_LEVEL=3 CARGO_PROFILE_RELEASE_LTO=off \
   CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_PANIC=unwind \
-  cargo build --release -p iotel-components --example otlp_load --example otlp_sink_counter >&2
+  cargo build --release -p iotel-components --no-default-features --features otlp \
+  --example otlp_load --example otlp_sink_counter >&2
 LOAD="$CARGO_TARGET_DIR/release/examples/otlp_load"
 COUNTER="$CARGO_TARGET_DIR/release/examples/otlp_sink_counter"
 source bench/lib.sh
 
 RECV_PORT=$(free_port)
 "$COUNTER" "127.0.0.1:$RECV_PORT" >"$WORK/receiver.out" 2>&1 &
-PIDS+=($!)
+RECEIVER=$!
+PIDS+=($RECEIVER)
 received() { # the receiver's last line as "spans requests proto gzip_sampled proto_sampled"
   tail -n 1 "$WORK/receiver.out" | sed 's/[a-z_]*=//g'
 }
@@ -75,15 +77,16 @@ wait_drained() { # TARGET: until the sink sent TARGET spans (30 s at most)
 
 # 1. Max load.
 start_agent max
-T0=$(date +%s.%N); MC0=$(cpu_ticks $AGENT)
-read -r _ sent _ refused < <("$LOAD" "http://127.0.0.1:$GRPC" 0 "$SECONDS_MAX" 512 4)
+T0=$(date +%s.%N); MC0=$(cpu_ticks $AGENT); RC0=$(cpu_ticks $RECEIVER)
+read -r _ sent _ refused _ LOAD_CPU < <("$LOAD" "http://127.0.0.1:$GRPC" 0 "$SECONDS_MAX" 512 8)
 wait_drained "$sent"
-T1=$(date +%s.%N); MC1=$(cpu_ticks $AGENT)
+T1=$(date +%s.%N); MC1=$(cpu_ticks $AGENT); RC1=$(cpu_ticks $RECEIVER)
 MAX_SENT=$(sent_by_sink); MAX_HWM=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
 DISCARDED=$(counter "http://127.0.0.1:$API/metrics" 'iotel_component_discarded_events_total')
 kill $AGENT; wait $AGENT 2>/dev/null || true
 
 # 2. Steady 1,000 spans/s on a fresh process.
+sleep 1.2 # the receiver's next line, with all of run 1
 read -r R0 Q0 P0 GZ0 PS0 < <(received)
 start_agent steady
 SC0=$(cpu_ticks $AGENT); S0=$(date +%s.%N)
@@ -95,7 +98,7 @@ for ((i = 0; i < SECONDS_STEADY; i++)); do
   if ((i >= SECONDS_STEADY / 2)); then RSS+=("$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")"); fi
 done
 wait $LOADPID
-read -r _ steady_sent _ steady_refused <"$WORK/steady.out"
+read -r _ steady_sent _ steady_refused _ _ <"$WORK/steady.out"
 wait_drained "$steady_sent"
 S1=$(date +%s.%N); SC1=$(cpu_ticks $AGENT)
 STEADY_HWM=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
@@ -104,7 +107,7 @@ read -r R1 Q1 P1 GZ1 PS1 < <(received)
 
 python3 - "$sent" "$refused" "$MAX_SENT" "$T0" "$T1" "$MC0" "$MC1" "$(getconf CLK_TCK)" "$MAX_HWM" "$DISCARDED" \
   "$steady_sent" "$steady_refused" "$S0" "$S1" "$SC0" "$SC1" "$STEADY_HWM" "${RSS[*]}" \
-  "$R0" "$R1" "$Q0" "$Q1" "$P0" "$P1" "$GZ0" "$GZ1" "$PS0" "$PS1" <<'PY'
+  "$R0" "$R1" "$Q0" "$Q1" "$P0" "$P1" "$GZ0" "$GZ1" "$PS0" "$PS1" "$LOAD_CPU" "$RC0" "$RC1" <<'PY'
 import sys, statistics
 a = sys.argv[1:]
 hz = int(a[7])
@@ -124,6 +127,8 @@ rows = [
     ("max load: spans/s (wall)", f"{delivered / wall:,.0f}", ""),
     ("max load: iotel CPU", f"{cpu:.2f} s", f"{cpu / wall * 100:.0f}% of a core"),
     ("max load: spans/s per core", f"{delivered / cpu:,.0f}", "spans delivered / iotel CPU-seconds"),
+    ("max load: load generator CPU", f"{float(a[28]):.2f} s", "builds and encodes the requests"),
+    ("max load: receiver CPU", f"{(int(a[30]) - int(a[29])) / hz:.2f} s", "decodes, re-encodes, gzips 1 in 10"),
     ("max load: peak RSS (VmHWM)", f"{int(a[8]):,} KiB", ""),
     ("1,000/s: spans sent", f"{ssent:,}", f"refused {srefused:,}; received {spans:,} in {requests:,} requests"),
     ("1,000/s: RSS (median, 2nd half)", f"{int(statistics.median(rss)):,} KiB", f"min {min(rss):,} max {max(rss):,}"),

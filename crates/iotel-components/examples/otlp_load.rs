@@ -9,8 +9,9 @@
 //! ```
 //!
 //! `SPANS_PER_SECOND` 0: as fast as the peer answers, `CONNECTIONS` requests
-//! in flight (default 4). Otherwise batches go out every 100 ms. Prints the
-//! spans sent and refused at the end. For `bench/otlp-traces.sh`.
+//! in flight (default 4), on two threads. Otherwise batches go out every
+//! 100 ms. Prints the spans sent and refused and its own CPU-seconds at the
+//! end: `sent N refused N cpu_s X`. For `bench/otlp-traces.sh`.
 
 use iotel_formats::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use iotel_formats::otlp::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -117,7 +118,23 @@ fn request(seq: u64, n: u64) -> ExportTraceServiceRequest {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
+/// This process' user + system CPU time so far, from /proc (0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
@@ -174,9 +191,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.await?;
     }
     println!(
-        "sent {} refused {}",
+        "sent {} refused {} cpu_s {:.2}",
         sent.load(Ordering::Relaxed),
-        refused.load(Ordering::Relaxed)
+        refused.load(Ordering::Relaxed),
+        cpu_seconds()
     );
     Ok(())
 }
