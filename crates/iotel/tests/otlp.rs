@@ -1,19 +1,26 @@
 //! OTLP end to end: an OpenTelemetry SDK client (`opentelemetry_sdk` with
-//! `opentelemetry-otlp`'s gRPC exporter) sends spans to a real `iotel`
-//! process (`otlp` source → `otlp` sink), which forwards them to an OTLP
-//! receiver in the test (`opentelemetry-proto`'s generated tonic
-//! `TraceService`, recording every request). The receiver checks every
-//! field the SDK set.
+//! `opentelemetry-otlp`'s gRPC exporters) sends spans and metrics to a real
+//! `iotel` process (`otlp` source → `otlp` sink), which forwards them to an
+//! OTLP receiver in the test (`opentelemetry-proto`'s generated tonic
+//! `TraceService` and `MetricsService`, recording every request). The
+//! receiver checks every field the SDK set that iotel's model carries.
 
 #![allow(clippy::unwrap_used)]
 
 mod util;
 
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -23,6 +30,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue as OtlpKeyValue, any_value::Value as Av,
 };
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, HistogramDataPoint, NumberDataPoint, metric::Data, number_data_point,
+};
 use opentelemetry_proto::tonic::trace::v1::{Span as OtlpSpan, span, status};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,7 +41,21 @@ use util::{Iotel, free_port, wait_for};
 
 /// Records every request it takes.
 #[derive(Debug, Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+struct Receiver {
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.metrics.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
@@ -39,7 +63,7 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
+        self.traces.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -53,9 +77,12 @@ impl Receiver {
         let addr = incoming.local_addr().unwrap();
         let svc = TraceServiceServer::new(receiver.clone())
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let metrics = MetricsServiceServer::new(receiver.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         rt.spawn(
             tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_service(metrics)
                 .serve_with_incoming(incoming),
         );
         (receiver, addr)
@@ -65,7 +92,7 @@ impl Receiver {
     /// name and version.
     fn spans(&self) -> Vec<(Vec<OtlpKeyValue>, (String, String), OtlpSpan)> {
         let mut out = Vec::new();
-        for req in self.0.lock().unwrap().iter() {
+        for req in self.traces.lock().unwrap().iter() {
             for rs in &req.resource_spans {
                 let resource = rs.resource.clone().unwrap_or_default().attributes;
                 for ss in &rs.scope_spans {
@@ -311,5 +338,173 @@ fn spans_from_the_opentelemetry_sdk_reach_an_otlp_backend_with_every_field() {
             &["component_id=\"backend\""]
         ),
         0.0
+    );
+}
+
+/// Records a counter (two series), a gauge and a histogram through the SDK,
+/// exported to `endpoint` when the provider shuts down.
+fn send_metrics(endpoint: String, rt: &tokio::runtime::Runtime) {
+    let handle = rt.handle().clone();
+    std::thread::spawn(move || {
+        let _guard = handle.enter();
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .unwrap();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_periodic_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder_empty()
+                    .with_attributes([
+                        KeyValue::new("service.name", "meter-api"),
+                        KeyValue::new("device_id", "d-42"),
+                    ])
+                    .build(),
+            )
+            .build();
+        let meter = provider.meter("io.meter");
+        let readings = meter
+            .u64_counter("readings")
+            .with_description("Readings taken.")
+            .with_unit("{reading}")
+            .build();
+        readings.add(3, &[KeyValue::new("sensor", "s1")]);
+        readings.add(4, &[KeyValue::new("sensor", "s1")]);
+        readings.add(5, &[KeyValue::new("sensor", "s2")]);
+        meter
+            .f64_gauge("temperature")
+            .with_unit("Cel")
+            .build()
+            .record(21.5, &[KeyValue::new("sensor", "s1")]);
+        let latency = meter
+            .f64_histogram("latency")
+            .with_unit("s")
+            .with_boundaries(vec![0.1, 0.5, 1.0])
+            .build();
+        for v in [0.05, 0.3, 0.7, 2.0] {
+            latency.record(v, &[KeyValue::new("route", "/readings")]);
+        }
+        provider.shutdown().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn metrics_from_the_opentelemetry_sdk_reach_an_otlp_backend_as_sums_gauges_and_histograms() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receiver, receiver_addr) = Receiver::start(&rt);
+    let (grpc, http) = (free_port(), free_port());
+    let node = Iotel::start("gateway", &config(grpc, http, receiver_addr), &[]);
+    send_metrics(format!("http://127.0.0.1:{grpc}"), &rt);
+
+    // (name, description, unit, data), of every resource.
+    let metrics = wait_for(
+        "the receiver to have the three metrics",
+        Duration::from_secs(20),
+        || {
+            let mut out = Vec::new();
+            for req in receiver.metrics.lock().unwrap().iter() {
+                for rm in &req.resource_metrics {
+                    let attributes = rm.resource.clone().unwrap_or_default().attributes;
+                    for sm in &rm.scope_metrics {
+                        for m in &sm.metrics {
+                            out.push((sorted(attributes.clone()), m.clone()));
+                        }
+                    }
+                }
+            }
+            (out.len() >= 3).then_some(out)
+        },
+    );
+    assert_eq!(metrics.len(), 3, "{metrics:#?}\n{}", node.proc.report());
+    let resource = sorted(vec![
+        kv("device_id", string("d-42")),
+        kv("service.name", string("meter-api")),
+    ]);
+    for (r, _) in &metrics {
+        assert_eq!(r, &resource);
+    }
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .map(|(_, m)| m)
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no metric {name:?} in {metrics:#?}"))
+            .clone()
+    };
+    // Times come back in whole milliseconds: the model's resolution.
+    let time = |p: &NumberDataPoint| {
+        assert!(p.time_unix_nano > 0 && p.time_unix_nano.is_multiple_of(1_000_000));
+        p.time_unix_nano
+    };
+    let number = |p: &NumberDataPoint, attributes: Vec<OtlpKeyValue>, v: f64| NumberDataPoint {
+        attributes,
+        time_unix_nano: time(p),
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    };
+
+    let readings = find("readings");
+    assert_eq!(
+        (readings.description.as_str(), readings.unit.as_str()),
+        ("Readings taken.", "{reading}")
+    );
+    let Some(Data::Sum(sum)) = readings.data else {
+        panic!("{readings:?}")
+    };
+    assert!(sum.is_monotonic);
+    assert_eq!(
+        sum.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    let mut points = sum.data_points.clone();
+    points.sort_by(|a, b| format!("{:?}", a.attributes).cmp(&format!("{:?}", b.attributes)));
+    assert_eq!(
+        points,
+        [
+            number(&points[0], vec![kv("sensor", string("s1"))], 7.0),
+            number(&points[1], vec![kv("sensor", string("s2"))], 5.0),
+        ]
+    );
+
+    let temperature = find("temperature");
+    assert_eq!(temperature.unit, "Cel");
+    let Some(Data::Gauge(gauge)) = temperature.data else {
+        panic!("{temperature:?}")
+    };
+    let p = &gauge.data_points[0];
+    assert_eq!(
+        gauge.data_points,
+        [number(p, vec![kv("sensor", string("s1"))], 21.5)]
+    );
+
+    let latency = find("latency");
+    assert_eq!(latency.unit, "s");
+    let Some(Data::Histogram(h)) = latency.data else {
+        panic!("{latency:?}")
+    };
+    assert_eq!(
+        h.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    let p = &h.data_points[0];
+    assert!(p.time_unix_nano > 0 && p.time_unix_nano.is_multiple_of(1_000_000));
+    assert_eq!(
+        h.data_points,
+        [HistogramDataPoint {
+            attributes: vec![kv("route", string("/readings"))],
+            time_unix_nano: p.time_unix_nano,
+            count: 4,
+            sum: Some(0.05 + 0.3 + 0.7 + 2.0),
+            explicit_bounds: vec![0.1, 0.5, 1.0],
+            bucket_counts: vec![1, 1, 1, 1],
+            ..Default::default()
+        }]
     );
 }
