@@ -8,7 +8,7 @@ mod http_delivery;
 pub mod iotel;
 #[cfg(feature = "logs")]
 pub mod loki;
-pub mod otlp_logs;
+pub mod otlp;
 pub mod prometheus_exporter;
 pub mod prometheus_remote_write;
 
@@ -29,7 +29,7 @@ pub enum SinkConfig {
     Iotel(iotel::Config),
     #[cfg(feature = "logs")]
     Loki(loki::Config),
-    OtlpLogs(otlp_logs::Config),
+    Otlp(otlp::Config),
     PrometheusExporter(prometheus_exporter::Config),
     PrometheusRemoteWrite(prometheus_remote_write::Config),
 }
@@ -41,7 +41,7 @@ impl SinkConfig {
         "file",
         "iotel",
         "loki",
-        "otlp_logs",
+        "otlp",
         "prometheus_exporter",
         "prometheus_remote_write",
     ];
@@ -61,7 +61,7 @@ impl SinkConfig {
             SinkConfig::Iotel(_) => "iotel",
             #[cfg(feature = "logs")]
             SinkConfig::Loki(_) => "loki",
-            SinkConfig::OtlpLogs(_) => "otlp_logs",
+            SinkConfig::Otlp(_) => "otlp",
             SinkConfig::PrometheusExporter(_) => "prometheus_exporter",
             SinkConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
         }
@@ -70,13 +70,15 @@ impl SinkConfig {
     /// The signals this sink takes.
     pub fn signals(&self) -> SignalSet {
         match self {
-            SinkConfig::Console(_) | SinkConfig::File(_) | SinkConfig::Iotel(_) => SignalSet::ALL,
+            SinkConfig::Console(_)
+            | SinkConfig::File(_)
+            | SinkConfig::Iotel(_)
+            | SinkConfig::Otlp(_) => SignalSet::ALL,
             SinkConfig::PrometheusExporter(_) | SinkConfig::PrometheusRemoteWrite(_) => {
                 SignalSet::METRICS
             }
             #[cfg(feature = "logs")]
             SinkConfig::Loki(_) => SignalSet::LOGS,
-            SinkConfig::OtlpLogs(_) => SignalSet::LOGS,
         }
     }
 
@@ -87,7 +89,7 @@ impl SinkConfig {
             SinkConfig::Iotel(c) => c.validate(),
             #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.validate(),
-            SinkConfig::OtlpLogs(c) => c.validate(),
+            SinkConfig::Otlp(c) => c.validate(),
             SinkConfig::PrometheusExporter(c) => c.validate(),
             SinkConfig::PrometheusRemoteWrite(c) => c.validate(),
         }
@@ -110,7 +112,7 @@ impl SinkConfig {
             SinkConfig::Iotel(c) => c.build(cx),
             #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.build(cx),
-            SinkConfig::OtlpLogs(c) => c.build(cx),
+            SinkConfig::Otlp(c) => c.build(cx),
             SinkConfig::PrometheusExporter(c) => c.build(cx),
             SinkConfig::PrometheusRemoteWrite(c) => c.build(cx),
         }

@@ -24,6 +24,8 @@
 //! in [`Decoded::dropped_exemplars`]: exemplars. Not kept: start times,
 //! histogram min and max, scopes, metric metadata and schema URLs.
 
+pub use super::metrics_export::{RESOURCE_LABELS, export_request};
+
 use super::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };

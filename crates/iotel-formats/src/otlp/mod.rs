@@ -5,7 +5,8 @@
 //!
 //! - [`logs`]: log records ↔ `ExportLogsServiceRequest`.
 //! - [`traces`]: `ExportTraceServiceRequest` → spans (and spans → it).
-//! - [`metrics`]: `ExportMetricsServiceRequest` → samples.
+//! - [`metrics`]: `ExportMetricsServiceRequest` ↔ samples (the encoder is
+//!   `metrics_export.rs`).
 //!
 //! Decoding a request gives the events it could convert and the
 //! [`Rejected`] ones, counted by reason, for an OTLP partial success.
@@ -15,10 +16,13 @@
 
 pub mod logs;
 pub mod metrics;
+mod metrics_export;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_decode;
+#[cfg(test)]
+mod tests_metrics_export;
 pub mod traces;
 
 pub use opentelemetry_proto::tonic as proto;

@@ -1,4 +1,4 @@
-//! The keys the HTTP sinks `loki`, `otlp_logs` and
+//! The keys the HTTP sinks `loki`, `otlp` and
 //! `prometheus_remote_write` share — `headers`, `batch` (its count and
 //! timeout), `buffer`, `request_timeout`, `retry` — checked and turned into
 //! the delivery loop's [`Settings`] in one place.
@@ -104,6 +104,12 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// Every header of a request.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+
     /// A POST of `body`.
     pub(crate) fn post(&self, body: Bytes) -> http::Request<Body> {
         let mut r = http::Request::new(Body::new(body));

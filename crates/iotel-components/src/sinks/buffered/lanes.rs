@@ -17,8 +17,8 @@
 //!   live request can be built and sent while a backlog request waits for
 //!   the pacer.
 
-use super::{Driver, PeerHas, Protocol, unix_ms};
-use crate::http_util::Body;
+use super::{Answering, Driver, PeerHas, Protocol, unix_ms};
+use crate::http_util;
 use crate::id_ranges::{IdRanges, format_ranges};
 use crate::sinks::buffer::Buffered;
 use crate::sinks::http_delivery::{Action, Exchange, describe};
@@ -167,9 +167,13 @@ impl<P: Protocol> Driver<P> {
         Ok(self.lane(lane).is_some_and(|l| l.out.body.is_some()))
     }
 
-    /// The request of `lane` as it goes out now; starts the pacer for a
-    /// paced one.
-    pub(super) fn start(&mut self, lane: LaneId, now: Instant) -> Option<http::Request<Body>> {
+    /// Sends the request of `lane` now; starts the pacer for a paced one.
+    pub(super) fn start(
+        &mut self,
+        lane: LaneId,
+        now: Instant,
+        client: &http_util::Client,
+    ) -> Option<Answering> {
         let oldest = self.buffer.oldest_id();
         let paces = lane == LaneId::Main && self.paces();
         let l = self.lane(lane)?;
@@ -178,9 +182,12 @@ impl<P: Protocol> Driver<P> {
         else {
             return None;
         };
-        let request = l
-            .protocol
-            .request(body.clone(), first, last, oldest.min(first));
+        let request = l.protocol.send(
+            client,
+            self.s.request_timeout,
+            body.clone(),
+            [first, last, oldest.min(first)],
+        );
         if let Some(rate) = self.s.rate.filter(|_| paces) {
             let secs = l.out.events as f64 / rate as f64;
             self.paced_until = Some(now + Duration::from_secs_f64(secs));

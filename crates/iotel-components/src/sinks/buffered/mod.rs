@@ -1,5 +1,5 @@
 //! Delivery of buffered batches over HTTP, one request at a time: the loop
-//! the `iotel`, `prometheus_remote_write`, `loki` and `otlp_logs` sinks
+//! the `iotel`, `prometheus_remote_write`, `loki` and `otlp` sinks
 //! share. What differs between them — how batches become a request body,
 //! what the request looks like, what a peer's answer may add — is their
 //! [`Protocol`]; the config keys they have in common become [`Settings`] in
@@ -85,6 +85,23 @@ pub(crate) trait Protocol: Send {
     /// last`; `oldest` is the oldest id the sink may still send (every id
     /// below it was delivered or given up).
     fn request(&self, body: Bytes, first: u64, last: u64, oldest: u64) -> http::Request<Body>;
+    /// Sends `body` (covering `first ..= last`) and reads the answer, all
+    /// within `timeout`; by default a POST of [`Protocol::request`] with
+    /// the sink's HTTP client. A protocol with a transport of its own
+    /// (OTLP/gRPC) sends it there.
+    fn send(
+        &self,
+        client: &http_util::Client,
+        timeout: Duration,
+        body: Bytes,
+        [first, last, oldest]: [u64; 3],
+    ) -> Pin<Box<dyn Future<Output = Exchange> + Send>> {
+        Box::pin(request::post(
+            client.clone(),
+            self.request(body, first, last, oldest),
+            timeout,
+        ))
+    }
     /// What a refusal says the peer already had of the request; `None` when
     /// it says nothing of the kind.
     fn peer_has(&self, _exchange: &Exchange) -> Option<PeerHas> {
@@ -148,8 +165,11 @@ pub(crate) struct Settings {
 /// How long before the node's shutdown deadline the final flush gives up.
 const FLUSH_MARGIN: Duration = Duration::from_millis(500);
 
+/// The answer to a request being sent.
+type Answering = Pin<Box<dyn Future<Output = Exchange> + Send>>;
+
 /// The request in flight, and the lane it came from.
-type Pending = (LaneId, Pin<Box<dyn Future<Output = Exchange> + Send>>);
+type Pending = (LaneId, Answering);
 
 async fn answer(in_flight: &mut Option<Pending>) -> (LaneId, Exchange) {
     match in_flight {
@@ -237,10 +257,9 @@ pub(crate) async fn deliver<P: Protocol>(
         if in_flight.is_none()
             && d.retry_at.is_none()
             && let Some(lane) = d.next_request(closing, &cx)?
-            && let Some(request) = d.start(lane, now)
+            && let Some(f) = d.start(lane, now, &client)
         {
-            let f = request::post(client.clone(), request, d.s.request_timeout);
-            in_flight = Some((lane, Box::pin(f)));
+            in_flight = Some((lane, f));
         }
         if closing && d.holds_nothing() {
             break;

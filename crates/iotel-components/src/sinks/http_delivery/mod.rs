@@ -14,6 +14,9 @@
 //!
 //! A protocol may narrow which statuses are retried
 //! ([`Delivery::on_answer_with`]): OTLP retries 429, 502, 503 and 504 only.
+//! A protocol that is not plain HTTP (OTLP/gRPC) judges its peer's
+//! refusals itself ([`Answer::Refused`]): retried or rejected as it says,
+//! with the delay it read (gRPC's `RetryInfo`) in place of `Retry-After`.
 //!
 //! The backoff doubles from `initial_backoff` per failed attempt up to
 //! `max_backoff`, with "equal jitter": a delay is drawn between half the
@@ -44,6 +47,15 @@ pub(crate) enum Answer {
     /// No answer: the connection failed or the request timed out. `code` is
     /// the error code to count it under.
     Failed { code: &'static str },
+    /// A refusal in a protocol's own terms (a gRPC status), which the
+    /// protocol judged: whether sending again may help, the error code to
+    /// count it under, and a delay the peer asked for (gRPC's `RetryInfo`).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    Refused {
+        code: &'static str,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
 }
 
 /// What to do with the batch.
@@ -189,6 +201,15 @@ impl Delivery {
                 };
             }
             Answer::Failed { code } => (None, code),
+            Answer::Refused {
+                code,
+                retryable: true,
+                retry_after,
+            } => (retry_after, code),
+            Answer::Refused { code, .. } => {
+                self.failures = 0;
+                return Action::Reject { code };
+            }
         };
         let backoff = self.backoff(self.failures, jitter);
         self.failures = self.failures.saturating_add(1);
@@ -248,7 +269,7 @@ pub(crate) fn describe(exchange: &Exchange) -> String {
     match exchange.answer {
         Answer::Status { status, .. } if exchange.detail.is_empty() => format!("HTTP {status}"),
         Answer::Status { status, .. } => format!("HTTP {status}: {:?}", exchange.detail),
-        Answer::Failed { .. } => exchange.detail.clone(),
+        Answer::Failed { .. } | Answer::Refused { .. } => exchange.detail.clone(),
     }
 }
 
@@ -412,6 +433,35 @@ mod tests {
         assert_eq!(retry(d.on_answer(&with(429, 0), 1.0)).0, ms(100));
         // A 503 may carry one too; the failures keep counting.
         assert_eq!(retry(d.on_answer(&with(503, 2), 1.0)), (ms(2000), 4));
+    }
+
+    #[test]
+    fn a_refusal_the_protocol_judged_is_retried_or_rejected_as_it_says() {
+        let mut d = Delivery::new(POLICY);
+        let refused = |retryable, retry_after| Answer::Refused {
+            code: "grpc_unavailable",
+            retryable,
+            retry_after,
+        };
+        assert_eq!(
+            d.on_answer(&refused(true, None), 1.0),
+            Action::Retry {
+                delay: ms(100),
+                failures: 1,
+                code: "grpc_unavailable"
+            }
+        );
+        assert_eq!(
+            retry(d.on_answer(&refused(true, Some(ms(1500))), 1.0)),
+            (ms(1500), 2)
+        );
+        assert_eq!(
+            d.on_answer(&refused(false, Some(ms(1500))), 1.0),
+            Action::Reject {
+                code: "grpc_unavailable"
+            }
+        );
+        assert_eq!(retry(d.on_answer(&refused(true, None), 1.0)), (ms(100), 1));
     }
 
     #[test]

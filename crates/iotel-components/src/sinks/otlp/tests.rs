@@ -1,18 +1,18 @@
 #![cfg(feature = "otlp")]
 
-//! The sink against an in-process HTTP peer on a free loopback port that
-//! records every request and answers from a script
+//! The sink over OTLP/HTTP against an in-process HTTP peer on a free
+//! loopback port that records every request and answers from a script
 //! (`sinks::buffered::test_peer`). Bodies are read back with the same
-//! OTLP messages.
+//! OTLP messages. OTLP/gRPC: `tests_grpc.rs`.
 
 #![allow(clippy::unwrap_used)]
 
 use super::*;
 use crate::sinks::buffered::Protocol;
 use crate::sinks::buffered::test_peer::{Logs, Peer, Running, Seen, eventually, reply};
-use iotel_formats::otlp::logs;
 use iotel_formats::otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use iotel_formats::otlp::proto::common::v1::{AnyValue, KeyValue, any_value::Value as Av};
+use iotel_formats::otlp::{logs, traces};
 use iotel_model::Events;
 use iotel_model::{Labels, LogRecord, Severity};
 use serde_json::json;
@@ -33,25 +33,83 @@ fn problems(toml_text: &str) -> Vec<String> {
         .collect()
 }
 
+fn http_endpoints(c: &Config) -> [String; 3] {
+    match c.endpoints().unwrap() {
+        Endpoints::Http {
+            traces,
+            metrics,
+            logs,
+        } => [traces.to_string(), metrics.to_string(), logs.to_string()],
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn defaults_are_the_documented_ones() {
     let c = parse(r#"endpoint = "http://127.0.0.1:4318""#);
     assert!(c.validate().is_empty());
+    assert_eq!(c.sink().unwrap().settings.peer, "http://127.0.0.1:4318/");
     assert_eq!(
-        c.sink().unwrap().settings.peer,
-        "http://127.0.0.1:4318/v1/logs"
+        http_endpoints(&c),
+        [
+            "http://127.0.0.1:4318/v1/traces",
+            "http://127.0.0.1:4318/v1/metrics",
+            "http://127.0.0.1:4318/v1/logs"
+        ]
     );
+    assert_eq!(c.protocol, ProtocolName::Http);
     assert_eq!(c.compression, CompressionName::Gzip);
     assert_eq!(c.batch.max_events.get(), 10_000);
     assert_eq!(c.batch.max_bytes.bytes(), 1 << 20);
     assert_eq!(c.batch.timeout, Duration::from_secs(1));
     assert_eq!(c.request_timeout, Duration::from_secs(10));
     assert_eq!(c.retry.initial_backoff, Duration::from_millis(100));
+    assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
     assert!(c.headers.0.is_empty());
-    let c = parse(r#"endpoint = "http://collector:4318/custom/logs""#);
+}
+
+#[test]
+fn the_signal_paths_are_appended_to_the_endpoint_unless_a_signal_has_its_own() {
+    let c = parse(
+        r#"endpoint = "http://collector:4318/otlp/"
+logs_endpoint = "http://loki:3100/otlp/v1/logs""#,
+    );
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
     assert_eq!(
-        c.sink().unwrap().settings.peer,
-        "http://collector:4318/custom/logs"
+        http_endpoints(&c),
+        [
+            "http://collector:4318/otlp/v1/traces",
+            "http://collector:4318/otlp/v1/metrics",
+            "http://loki:3100/otlp/v1/logs"
+        ]
+    );
+    let c = parse(
+        r#"endpoint = "http://127.0.0.1:4317"
+protocol = "grpc""#,
+    );
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    assert_eq!(
+        c.endpoints().unwrap(),
+        Endpoints::Grpc("http://127.0.0.1:4317".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_grpc_endpoint_takes_no_path_and_no_signal_endpoints() {
+    let p = problems(
+        r#"endpoint = "http://127.0.0.1:4317/v1"
+protocol = "grpc"
+traces_endpoint = "http://127.0.0.1:4318/v1/traces"
+headers = { "grpc-timeout" = "1S", "x-tenant" = "a" }"#,
+    );
+    assert_eq!(
+        p,
+        [
+            "endpoint: invalid gRPC endpoint \"http://127.0.0.1:4317/v1\": expected http://host:port, \
+             without a path",
+            "traces_endpoint: only for protocol = \"http\": gRPC sends every signal to endpoint",
+            "headers.grpc-timeout: grpc-timeout cannot be configured here: set request_timeout instead",
+        ]
     );
 }
 
@@ -95,9 +153,9 @@ fn only_the_statuses_the_otlp_spec_names_are_retried() {
 // Against a peer
 
 fn start(peer: &Peer, extra: &str) -> Running {
-    let config = parse(&format!("endpoint = \"{}\"\n{extra}", peer.url("/v1/logs")));
+    let config = parse(&format!("endpoint = \"{}\"\n{extra}", peer.url("")));
     assert!(config.validate().is_empty(), "{:?}", config.validate());
-    Running::start(Box::new(config.sink().unwrap()), "otel", "otlp_logs")
+    Running::start(Box::new(config.sink().unwrap()), "otel", "otlp")
 }
 
 fn log(ts: i64, message: &str) -> LogRecord {
@@ -261,9 +319,9 @@ async fn a_partial_success_counts_the_rejected_records_and_logs_the_peers_messag
     let warned = captured.lines_with("WARN");
     assert_eq!(warned.len(), 1, "{warned:#?}");
     let want = format!(
-        "{} took 3 of 5 log records and rejected 2 (counted as discarded, reason \"rejected\"): \
+        "{} took 3 of 5 events and rejected 2 (counted as discarded, reason \"rejected\"): \
          \"2 log records are older than 7d\"",
-        peer.url("/v1/logs")
+        peer.url("/")
     );
     assert!(warned[0].contains(&want), "{}\nwanted: {want}", warned[0]);
 }
@@ -327,4 +385,138 @@ async fn an_invalid_trace_id_goes_as_an_attribute_and_is_counted() {
         "{}",
         warned[0]
     );
+}
+
+fn span(i: u8) -> iotel_model::Span {
+    iotel_model::Span {
+        trace_id: [i + 1; 16],
+        span_id: [i + 1; 8],
+        parent_span_id: Some([0xaa; 8]),
+        name: format!("read sensor {i}"),
+        start_ns: 1_700_000_000_000_000_000,
+        end_ns: 1_700_000_000_250_000_000,
+        labels: Labels::from_pairs([("device_id", "d-1")]),
+        attributes: json!({"span.kind": "client", "otel.scope.name": "io.sensor", "bytes": 12})
+            .as_object()
+            .unwrap()
+            .clone(),
+        status: iotel_model::SpanStatus::Ok,
+    }
+}
+
+fn spans(n: u8) -> Events {
+    Events::Traces((0..n).map(span).collect())
+}
+
+fn gunzip(seen: &Seen) -> Vec<u8> {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&seen.body[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw
+}
+
+#[tokio::test]
+async fn each_signal_goes_to_its_path_in_a_request_of_its_own() {
+    let peer = Peer::start(vec![]).await;
+    let sink = start(&peer, r#"batch = { max_events = 100, timeout = "50ms" }"#);
+    let sample = iotel_model::Metric::new(
+        "temperature_celsius",
+        iotel_model::MetricType::Gauge,
+        Labels::from_pairs([("device_id", "d-1"), ("sensor", "s1")]),
+        21.5,
+        1_700_000_000_000,
+    );
+    sink.send(spans(2)).await;
+    sink.send(Events::Metrics(vec![sample.clone()])).await;
+    sink.send(spans(1)).await;
+    eventually("delivery", || sink.sent() == 4).await;
+    let metrics = sink.close().await;
+    assert_eq!(metrics.sent_total(), 4);
+    let seen = peer.seen();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/traces", "/v1/metrics", "/v1/traces"]);
+    let t = traces::spans(traces::decode_request(&gunzip(&seen[0])).unwrap());
+    assert_eq!(t.spans, [span(0), span(1)]);
+    let m = iotel_formats::otlp::metrics::samples(
+        iotel_formats::otlp::metrics::decode_request(&gunzip(&seen[1])).unwrap(),
+    );
+    assert_eq!(m.samples, [sample]);
+    let t = traces::spans(traces::decode_request(&gunzip(&seen[2])).unwrap());
+    assert_eq!(t.spans, [span(0)]);
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_retried_after_that_delay_and_delivered_once() {
+    let mut busy = reply(503);
+    busy.headers = vec![("retry-after", "1")];
+    let peer = Peer::start(vec![busy, reply(200)]).await;
+    let sink = start(
+        &peer,
+        r#"batch = { max_events = 3, timeout = "1h" }
+retry = { initial_backoff = "10ms", max_backoff = "5s" }"#,
+    );
+    sink.send(spans(3)).await;
+    eventually("delivery", || sink.sent() == 3).await;
+    let metrics = sink.close().await;
+    let seen = peer.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, seen[1].body, "the retry sends the same body");
+    let waited = seen[1].at - seen[0].at;
+    assert!(
+        waited >= std::time::Duration::from_secs(1),
+        "retried after {waited:?}, before Retry-After"
+    );
+    assert_eq!(metrics.sent_total(), 3);
+    assert_eq!(metrics.errors("http_5xx").get(), 1);
+    assert_eq!(metrics.discards("rejected").get(), 0);
+}
+
+#[tokio::test]
+async fn a_400_is_not_retried_and_its_events_are_counted_as_rejected_with_the_answer_logged() {
+    let (captured, _guard) = Logs::capture();
+    let mut bad = reply(400);
+    bad.body = bytes::Bytes::from_static(b"span name too long");
+    let peer = Peer::start(vec![bad]).await;
+    let sink = start(&peer, r#"batch = { max_events = 2, timeout = "1h" }"#);
+    sink.send(spans(2)).await;
+    eventually("the rejection", || sink.discarded("rejected") == 2).await;
+    let metrics = sink.close().await;
+    assert_eq!(peer.requests(), 1);
+    assert_eq!(metrics.sent_total(), 0);
+    assert_eq!(metrics.errors("http_4xx").get(), 1);
+    let warned = captured.lines_with("WARN");
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    let want = format!(
+        "{} refused 2 events (HTTP 400: \"span name too long\"); dropped them (counted as \
+         discarded, reason \"rejected\"), as sending them again would not help",
+        peer.url("/")
+    );
+    assert!(warned[0].contains(&want), "{}\nwanted: {want}", warned[0]);
+}
+
+#[tokio::test]
+async fn a_partial_success_of_spans_counts_the_rejected_spans() {
+    use iotel_formats::otlp::proto::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+    let mut partial = reply(200);
+    partial.body = bytes::Bytes::from(
+        ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "1 span without a name".into(),
+            }),
+        }
+        .encode_to_vec(),
+    );
+    let peer = Peer::start(vec![partial]).await;
+    let sink = start(&peer, r#"batch = { max_events = 4, timeout = "1h" }"#);
+    sink.send(spans(4)).await;
+    eventually("the answer", || sink.sent() == 3).await;
+    let metrics = sink.close().await;
+    assert_eq!(metrics.discards("rejected").get(), 1);
+    assert_eq!(metrics.errors("partial_success").get(), 1);
+    assert_eq!(peer.requests(), 1);
 }
