@@ -2,6 +2,7 @@
 
 pub mod cardinality_limit;
 pub(crate) mod describe;
+pub mod device_trace;
 pub mod enrich;
 #[cfg(feature = "logs")]
 pub mod filter;
@@ -32,6 +33,7 @@ use serde::Deserialize;
 pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
     Enrich(enrich::Config),
+    DeviceTrace(device_trace::Config),
     #[cfg(feature = "logs")]
     Filter(filter::Config),
     #[cfg(feature = "logs")]
@@ -55,6 +57,7 @@ impl TransformConfig {
     pub const TYPES: &'static [&'static str] = &[
         "cardinality_limit",
         "enrich",
+        "device_trace",
         "filter",
         "labels",
         "redact",
@@ -86,6 +89,7 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             TransformConfig::Enrich(_) => "enrich",
+            TransformConfig::DeviceTrace(_) => "device_trace",
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => "filter",
             #[cfg(feature = "logs")]
@@ -112,6 +116,7 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
+            TransformConfig::DeviceTrace(_) => SignalSet::LOGS.union(SignalSet::TRACES),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => SignalSet::LOGS,
             #[cfg(feature = "logs")]
@@ -142,6 +147,7 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
+            TransformConfig::DeviceTrace(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.validate(),
             #[cfg(feature = "logs")]
@@ -167,6 +173,7 @@ impl TransformConfig {
         match self {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
+            TransformConfig::DeviceTrace(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.build(cx),
             #[cfg(feature = "logs")]
