@@ -1,6 +1,7 @@
 //! Every transform type, in one enum.
 
 pub mod cardinality_limit;
+pub mod clock_skew;
 pub(crate) mod describe;
 pub mod device_trace;
 pub mod enrich;
@@ -32,6 +33,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
+    ClockSkew(clock_skew::Config),
     Enrich(enrich::Config),
     DeviceTrace(device_trace::Config),
     #[cfg(feature = "logs")]
@@ -56,6 +58,7 @@ impl TransformConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
         "cardinality_limit",
+        "clock_skew",
         "enrich",
         "device_trace",
         "filter",
@@ -88,6 +91,7 @@ impl TransformConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
+            TransformConfig::ClockSkew(_) => "clock_skew",
             TransformConfig::Enrich(_) => "enrich",
             TransformConfig::DeviceTrace(_) => "device_trace",
             #[cfg(feature = "logs")]
@@ -116,6 +120,7 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
+            TransformConfig::ClockSkew(_) => SignalSet::TRACES,
             TransformConfig::DeviceTrace(_) => SignalSet::LOGS.union(SignalSet::TRACES),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => SignalSet::LOGS,
@@ -146,6 +151,7 @@ impl TransformConfig {
     pub fn validate(&self) -> Vec<Problem> {
         match self {
             TransformConfig::CardinalityLimit(c) => c.validate(),
+            TransformConfig::ClockSkew(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
             TransformConfig::DeviceTrace(c) => c.validate(),
             #[cfg(feature = "logs")]
@@ -172,6 +178,7 @@ impl TransformConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
         match self {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
+            TransformConfig::ClockSkew(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
             TransformConfig::DeviceTrace(c) => c.build(cx),
             #[cfg(feature = "logs")]
