@@ -120,8 +120,10 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
-            TransformConfig::ClockSkew(_) => SignalSet::TRACES,
-            TransformConfig::DeviceTrace(_) => SignalSet::LOGS.union(SignalSet::TRACES),
+            // Logs and metrics pass unchanged, so an OTLP source can feed it.
+            TransformConfig::ClockSkew(_) => SignalSet::ALL,
+            // Metrics pass unchanged, so an OTLP source (all signals) can feed it.
+            TransformConfig::DeviceTrace(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => SignalSet::LOGS,
             #[cfg(feature = "logs")]

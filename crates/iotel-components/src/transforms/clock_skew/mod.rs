@@ -1,6 +1,6 @@
 //! `clock_skew`: estimates each device's clock offset from when its spans
 //! end and when they arrive, and corrects the spans' times at the first
-//! iotel hop (spans).
+//! iotel hop (spans; logs and metrics pass unchanged).
 //!
 //! ```toml
 //! [transforms.skew]
@@ -342,7 +342,7 @@ impl ClockSkew {
 impl Transform for ClockSkew {
     fn transform(&mut self, events: Events, out: &mut Vec<Events>) {
         let Events::Traces(mut spans) = events else {
-            // The graph gives it nothing else.
+            // Logs and metrics pass unchanged.
             out.push(events);
             return;
         };

@@ -232,3 +232,56 @@ fn config_errors_name_the_key() {
         ]
     );
 }
+
+#[cfg(feature = "otlp")]
+#[test]
+fn an_otlp_device_trace_clock_skew_pipeline_loads() {
+    let loaded = crate::config::load_for_test(
+        r#"
+[sources.otlp_in]
+type = "otlp"
+
+[transforms.ids]
+type = "device_trace"
+inputs = ["otlp_in"]
+protocol = "mqtt"
+hop = "agent"
+
+[transforms.skew]
+type = "clock_skew"
+inputs = ["ids"]
+threshold = "2s"
+
+[sinks.out]
+type = "console"
+inputs = ["skew"]
+"#,
+        |_| None,
+    )
+    .unwrap();
+    let types: Vec<&str> = loaded.components.iter().map(|c| c.type_name()).collect();
+    assert_eq!(types, ["otlp", "device_trace", "clock_skew", "console"]);
+    let bad = crate::config::load_for_test(
+        "[sources.otlp_in]\ntype = \"otlp\"\n\n[transforms.skew]\ntype = \"clock_skew\"\ninputs = [\"otlp_in\"]\nwindow = \"1ms\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"skew\"]\n",
+        |_| None,
+    )
+    .unwrap_err();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].contains("transforms.skew.window")
+            && bad[0].contains("expected at least 1s, got 1ms"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn logs_pass_unchanged() {
+    let (mut t, _clock, _) = build("");
+    let logs = Events::Logs(vec![iotel_model::LogRecord::new(
+        T0 + 3600 * S,
+        "from the future",
+    )]);
+    let mut out = Vec::new();
+    t.transform(logs.clone(), &mut out);
+    assert_eq!(out, [logs]);
+}

@@ -2,6 +2,7 @@
 //! carry no trace header a deterministic trace id and span id derived from
 //! the message's protocol identifiers (logs and spans), so the hops of one
 //! message (device, broker, gateway, network server) line up in one trace.
+//! Metrics pass unchanged.
 //!
 //! ```toml
 //! [transforms.uplink_trace]
@@ -530,7 +531,7 @@ impl Transform for DeviceTrace {
                 }
                 Events::Traces(spans)
             }
-            // The graph gives it no metrics.
+            // Metrics pass unchanged.
             other => other,
         };
         out.push(events);

@@ -302,3 +302,12 @@ fn config_errors_name_the_key() {
         ]
     );
 }
+
+#[test]
+fn metrics_pass_unchanged() {
+    let (mut t, _) = build("protocol = \"mqtt\"\nhop = \"broker\"");
+    let metrics = Events::Metrics(Vec::new());
+    let mut out = Vec::new();
+    t.transform(metrics.clone(), &mut out);
+    assert_eq!(out, [metrics]);
+}
