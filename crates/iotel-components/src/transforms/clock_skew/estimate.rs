@@ -45,21 +45,25 @@ impl Estimates {
     }
 
     /// Records `sample` (receive time − span end, ns) for `device`, received
-    /// at `now_ns`. Returns whether a device was evicted to make room.
-    pub(super) fn observe(&mut self, device: &str, now_ns: i64, sample: i64) -> bool {
+    /// at `now_ns`. Returns how many devices were evicted to make room: when
+    /// a new device arrives at a full table, the least recently seen eighth
+    /// goes at once, so a stream of new devices costs one scan per eighth
+    /// of the table, not one per device.
+    pub(super) fn observe(&mut self, device: &str, now_ns: i64, sample: i64) -> usize {
         self.tick += 1;
         let slot_no = now_ns.div_euclid(self.slot_ns);
-        let mut evicted = false;
+        let mut evicted = 0;
         if !self.devices.contains_key(device) && self.devices.len() >= self.max_devices {
-            // A scan, only when a new device arrives at a full table.
-            if let Some(oldest) = self
-                .devices
-                .iter()
-                .min_by_key(|(_, d)| d.last_seen)
-                .map(|(k, _)| k.clone())
-            {
-                self.devices.remove(&oldest);
-                evicted = true;
+            let mut seen: Vec<(u64, &String)> =
+                self.devices.iter().map(|(k, d)| (d.last_seen, k)).collect();
+            let n = (self.max_devices / 8).max(1).min(seen.len());
+            if n > 0 {
+                seen.select_nth_unstable(n - 1);
+                let oldest: Vec<String> = seen[..n].iter().map(|(_, k)| (*k).clone()).collect();
+                for k in oldest {
+                    self.devices.remove(&k);
+                }
+                evicted = n;
             }
         }
         let d = self

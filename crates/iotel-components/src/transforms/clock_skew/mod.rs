@@ -66,9 +66,9 @@
 //! corrected by an earlier hop and is neither used nor corrected again.
 //! Spans without the device label pass unchanged. Counted:
 //! `iotel_clock_skew_adjusted_spans_total`, `iotel_clock_skew_unlabelled_spans_total`
-//! and `iotel_clock_skew_evicted_devices_total` (a device dropped from the
-//! table for a new one past `max_devices`; it starts from no samples when
-//! it comes back), each with `component_id`; the gauge
+//! and `iotel_clock_skew_evicted_devices_total` (devices dropped from a
+//! full table, the least recently seen eighth at a time, to make room for a
+//! new one; a dropped device starts from no samples when it comes back), each with `component_id`; the gauge
 //! `iotel_clock_skew_devices{component_id}` is the number of devices held.
 
 mod estimate;
@@ -106,8 +106,8 @@ pub struct Config {
     /// Default `"1s"`.
     #[serde(default = "default_threshold")]
     pub threshold: Duration,
-    /// Devices kept; past it the least recently seen is dropped. Default
-    /// 10000.
+    /// Devices kept; a new device at a full table drops the least recently
+    /// seen eighth. Default 10000.
     #[serde(default = "default_max_devices")]
     pub max_devices: NonZeroUsize,
 }
@@ -244,12 +244,11 @@ impl ClockSkew {
     /// The device offsets to apply to a batch, after feeding them its spans.
     fn offsets(&mut self, spans: &[Span], fresh: &[bool], now: i64) -> HashMap<String, i64> {
         for (s, _) in spans.iter().zip(fresh).filter(|(_, f)| **f) {
-            if let Some(device) = s.labels.get(&self.device_label)
-                && self
+            if let Some(device) = s.labels.get(&self.device_label) {
+                let evicted = self
                     .estimates
-                    .observe(device, now, now.saturating_sub(s.end_ns))
-            {
-                self.evicted.inc();
+                    .observe(device, now, now.saturating_sub(s.end_ns));
+                self.evicted.add(evicted as u64);
             }
         }
         let mut offsets = HashMap::new();
@@ -282,19 +281,27 @@ impl ClockSkew {
             s.parent_span_id
                 .and_then(|p| by_id.get(&(s.trace_id, p)).copied())
         };
-        // Parents before children: order by depth (bounded, so a cycle of
-        // parent ids cannot loop).
-        let depth = |mut i: usize| {
-            let mut d = 0;
-            while let Some(p) = parent_of(&spans[i]) {
-                d += 1;
-                i = p;
-                if d > spans.len() {
-                    break;
+        // Parents before children: order by depth, each span's found once
+        // (a cycle of parent ids is cut where the walk comes back).
+        let mut depths: Vec<Option<usize>> = vec![None; spans.len()];
+        for i in 0..spans.len() {
+            let mut path = Vec::new();
+            let mut j = i;
+            let base = loop {
+                if let Some(d) = depths[j] {
+                    break d + 1;
                 }
+                path.push(j);
+                match parent_of(&spans[j]) {
+                    Some(p) if path.len() <= spans.len() => j = p,
+                    _ => break 0,
+                }
+            };
+            for (k, at) in path.iter().rev().enumerate() {
+                depths[*at].get_or_insert(base + k);
             }
-            d
-        };
+        }
+        let depth = |i: usize| depths[i].unwrap_or(0);
         let mut order: Vec<(usize, usize)> = (0..spans.len()).map(|i| (depth(i), i)).collect();
         order.sort_unstable();
         // The shift each span got here, which its same-device children
@@ -321,7 +328,9 @@ impl ClockSkew {
                 let child_len = child.end_ns.saturating_sub(child.start_ns);
                 let parent_len = parent.end_ns.saturating_sub(parent.start_ns);
                 let target = if child_len <= parent_len {
-                    parent.start_ns + (parent_len - child_len) / 2
+                    parent
+                        .start_ns
+                        .saturating_add(parent_len.saturating_sub(child_len) / 2)
                 } else {
                     parent.start_ns
                 };

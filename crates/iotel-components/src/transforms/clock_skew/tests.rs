@@ -191,15 +191,22 @@ fn spans_an_earlier_hop_corrected_and_spans_without_a_device_pass_unchanged() {
 
 #[test]
 fn the_device_table_is_bounded_and_evicts_the_least_recently_seen() {
-    let (mut t, _clock, cx) = build("max_devices = 2");
-    run(&mut t, vec![span("a", 1, T0 - 2 * S, T0 - S)]);
-    run(&mut t, vec![span("b", 2, T0 - 2 * S, T0 - S)]);
-    run(&mut t, vec![span("a", 1, T0 - 2 * S, T0 - S)]);
-    run(&mut t, vec![span("c", 3, T0 - 2 * S, T0 - S)]);
-    assert_eq!(t.devices(), 2.0);
-    assert_eq!(t.estimate("b"), None);
-    assert_eq!(t.estimate("a"), Some(S));
-    assert_eq!(counter(&cx, "iotel_clock_skew_evicted_devices_total"), 1);
+    let (mut t, _clock, cx) = build("max_devices = 16");
+    for d in 0..16 {
+        run(&mut t, vec![span(&format!("d{d}"), 1, T0 - 2 * S, T0 - S)]);
+    }
+    // d0 and d1 are seen again: d2 and d3 are now the least recent.
+    run(&mut t, vec![span("d0", 1, T0 - 2 * S, T0 - S)]);
+    run(&mut t, vec![span("d1", 1, T0 - 2 * S, T0 - S)]);
+    run(&mut t, vec![span("new", 3, T0 - 2 * S, T0 - S)]);
+    // A full table drops its least recently seen eighth at once.
+    assert_eq!(t.devices(), 15.0);
+    assert_eq!(t.estimate("d2"), None);
+    assert_eq!(t.estimate("d3"), None);
+    assert_eq!(t.estimate("d4"), Some(S));
+    assert_eq!(t.estimate("d0"), Some(S));
+    assert_eq!(t.estimate("new"), Some(S));
+    assert_eq!(counter(&cx, "iotel_clock_skew_evicted_devices_total"), 2);
 }
 
 #[test]
@@ -284,4 +291,43 @@ fn logs_pass_unchanged() {
     let mut out = Vec::new();
     t.transform(logs.clone(), &mut out);
     assert_eq!(out, [logs]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_spans_with_parent_cycles_and_extreme_times_never_panic(
+        spans in proptest::collection::vec(
+            (0u8..6, proptest::option::of(0u8..6), proptest::num::i64::ANY, proptest::num::i64::ANY, 0u8..3),
+            0..12,
+        ),
+        now in proptest::num::i64::ANY,
+    ) {
+        let (mut t, clock, _) = build("max_devices = 2");
+        clock.0.store(now, Ordering::SeqCst);
+        let batch: Vec<Span> = spans
+            .iter()
+            .map(|(id, parent, start, end, device)| {
+                let mut s = span(&format!("d{device}"), *id, *start, *end);
+                s.parent_span_id = parent.map(|p| [p; 8]);
+                s
+            })
+            .collect();
+        let out = run(&mut t, batch.clone());
+        proptest::prop_assert_eq!(out.len(), batch.len());
+        for (a, b) in out.iter().zip(&batch) {
+            proptest::prop_assert_eq!(a.span_id, b.span_id);
+            proptest::prop_assert!(a.end_ns >= a.start_ns);
+        }
+    }
+}
+
+#[test]
+fn a_cycle_of_parent_ids_is_cut_and_both_spans_pass() {
+    let (mut t, _clock, _) = build("");
+    let mut a = span("x", 1, T0 - 2 * S, T0 - S);
+    a.parent_span_id = Some([2; 8]);
+    let mut b = span("y", 2, T0 - 3 * S, T0 - 2 * S);
+    b.parent_span_id = Some([1; 8]);
+    let out = run(&mut t, vec![a, b]);
+    assert_eq!(out.len(), 2);
 }

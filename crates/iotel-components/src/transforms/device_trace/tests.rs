@@ -2,6 +2,7 @@
 
 use super::*;
 use iotel_model::{LogRecord, Span, SpanStatus};
+use proptest::prelude::Strategy;
 use serde_json::json;
 
 fn build(text: &str) -> (Box<dyn Transform>, BuildContext) {
@@ -310,4 +311,42 @@ fn metrics_pass_unchanged() {
     let mut out = Vec::new();
     t.transform(metrics.clone(), &mut out);
     assert_eq!(out, [metrics]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_identifier_values_never_panic_and_every_record_is_mapped_or_counted(
+        values in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::i64::ANY.prop_map(Value::from),
+                proptest::num::u64::ANY.prop_map(Value::from),
+                proptest::num::f64::NORMAL.prop_map(Value::from),
+                "[0-9a-fA-F:x -]{0,20}".prop_map(Value::from),
+                proptest::prelude::any::<String>().prop_map(Value::from),
+            ],
+            6,
+        ),
+        protocol in 0usize..3,
+        time in proptest::num::i64::ANY,
+    ) {
+        let (name, ids) = [
+            ("lorawan", ["dev_addr", "fcnt", "dev_eui"]),
+            ("coap", ["endpoint", "token", "message_id"]),
+            ("mqtt", ["client_id", "packet_id", "unused"]),
+        ][protocol];
+        let extra = if protocol == 0 { "\nfields = { dev_eui = \"dev_eui\" }" } else { "" };
+        let (mut t, cx) = build(&format!("protocol = \"{name}\"\nhop = \"h\"{extra}"));
+        let mut fields = Map::new();
+        for (id, v) in ids.iter().zip(&values) {
+            fields.insert((*id).to_string(), v.clone());
+        }
+        let mut r = LogRecord::new(time, "m");
+        r.fields = fields;
+        let out = run_logs(&mut t, vec![r]);
+        let mapped = u64::from(out[0].fields.contains_key("trace_id"));
+        proptest::prop_assert_eq!(
+            mapped + unmapped(&cx, "field_missing") + unmapped(&cx, "field_invalid"),
+            1
+        );
+    }
 }
