@@ -250,7 +250,11 @@ enum Keys {
 #[derive(Debug, PartialEq)]
 enum Unmapped {
     Missing,
-    Invalid { field: String, value: String },
+    Invalid {
+        field: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// One identifier's value, from the fields or the labels.
@@ -292,10 +296,11 @@ fn find<'a>(fields: &'a Map<String, Value>, labels: &'a Labels, name: &str) -> O
     }
 }
 
-fn invalid(field: &str, found: &Found<'_>) -> Unmapped {
+fn invalid(field: &str, found: &Found<'_>, expected: &'static str) -> Unmapped {
     Unmapped::Invalid {
         field: field.to_string(),
         value: found.shown(),
+        expected,
     }
 }
 
@@ -364,12 +369,18 @@ impl Keys {
                         parse_hex::<4>(s).map(u32::from_be_bytes)
                     }),
                 }
-                .ok_or_else(|| invalid(dev_addr, &a))?;
+                .ok_or_else(|| {
+                    invalid(
+                        dev_addr,
+                        &a,
+                        "a DevAddr: 8 hex digits or an integer below 2^32",
+                    )
+                })?;
                 let f = get(fcnt)?;
                 let count = f
                     .uint()
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| invalid(fcnt, &f))?;
+                    .ok_or_else(|| invalid(fcnt, &f, "an FCnt: an integer from 0 to 4294967295"))?;
                 let eui = match dev_eui {
                     None => None,
                     Some(name) => {
@@ -377,7 +388,7 @@ impl Keys {
                         Some(
                             e.text()
                                 .and_then(|s| parse_hex::<8>(&s))
-                                .ok_or_else(|| invalid(name, &e))?,
+                                .ok_or_else(|| invalid(name, &e, "a DevEUI: 16 hex digits"))?,
                         )
                     }
                 };
@@ -394,19 +405,27 @@ impl Keys {
                 message_id,
             } => {
                 let e = get(endpoint)?;
-                let ep = e.text().ok_or_else(|| invalid(endpoint, &e))?;
+                let ep = e
+                    .text()
+                    .ok_or_else(|| invalid(endpoint, &e, "a CoAP endpoint: text or a number"))?;
                 let tok = match find(fields, labels, token) {
                     None => CoapToken::default(),
                     Some(t) => t
                         .text()
                         .and_then(|s| parse_token(s.trim()))
-                        .ok_or_else(|| invalid(token, &t))?,
+                        .ok_or_else(|| invalid(token, &t, "a CoAP token: 0 to 16 hex digits"))?,
                 };
                 let m = get(message_id)?;
                 let mid = m
                     .uint()
                     .and_then(|n| u16::try_from(n).ok())
-                    .ok_or_else(|| invalid(message_id, &m))?;
+                    .ok_or_else(|| {
+                        invalid(
+                            message_id,
+                            &m,
+                            "a CoAP Message ID: an integer from 0 to 65535",
+                        )
+                    })?;
                 Ok(Parts::Coap {
                     endpoint: ep,
                     token: tok,
@@ -418,13 +437,21 @@ impl Keys {
                 packet_id,
             } => {
                 let c = get(client_id)?;
-                let client = c.text().ok_or_else(|| invalid(client_id, &c))?;
+                let client = c
+                    .text()
+                    .ok_or_else(|| invalid(client_id, &c, "an MQTT client id: text or a number"))?;
                 let p = get(packet_id)?;
                 let pid = p
                     .uint()
                     .and_then(|n| u16::try_from(n).ok())
                     .and_then(NonZeroU16::new)
-                    .ok_or_else(|| invalid(packet_id, &p))?;
+                    .ok_or_else(|| {
+                        invalid(
+                            packet_id,
+                            &p,
+                            "an MQTT Packet Identifier: an integer from 1 to 65535",
+                        )
+                    })?;
                 Ok(Parts::Mqtt {
                     client_id: client,
                     packet_id: pid,
@@ -464,14 +491,18 @@ impl DeviceTrace {
                 self.missing.inc();
                 return None;
             }
-            Err(Unmapped::Invalid { field, value }) => {
+            Err(Unmapped::Invalid {
+                field,
+                value,
+                expected,
+            }) => {
                 self.invalid.inc();
                 let n = self.invalid.get();
                 if n.is_power_of_two() {
                     tracing::warn!(
                         component_id = %self.id,
-                        "field \"{field}\" holds {value}, not a valid identifier; the record keeps \
-                         no derived trace id ({n} so far)"
+                        "field \"{field}\" holds {value}, expected {expected}; the record passes \
+                         without a derived trace id ({n} so far)"
                     );
                 }
                 return None;

@@ -187,6 +187,54 @@ fn records_missing_or_with_invalid_identifiers_pass_unchanged_and_are_counted() 
     assert_eq!(unmapped(&cx, "field_invalid"), 3);
 }
 
+/// What is logged on this thread while the guard lives.
+#[derive(Debug, Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+#[test]
+fn an_invalid_identifier_is_logged_with_the_field_the_value_and_what_was_expected() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mut t, _) = build("protocol = \"mqtt\"\nhop = \"broker\"");
+    let bad = || log(0, json!({"client_id": "c1", "packet_id": 0}), &[]);
+    run_logs(&mut t, vec![bad(), bad(), bad()]);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // The 1st and 2nd time, not the 3rd.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with(
+            "field \"packet_id\" holds 0, expected an MQTT Packet Identifier: an integer from 1 \
+             to 65535; the record passes without a derived trace id (1 so far) component_id=dt"
+        ),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn a_record_with_a_trace_id_is_left_alone_unless_overwrite() {
     let fields =
