@@ -240,7 +240,7 @@ fn config_errors_name_the_key() {
     );
 }
 
-#[cfg(feature = "otlp")]
+#[cfg(feature = "logs")]
 #[test]
 fn an_otlp_device_trace_clock_skew_pipeline_loads() {
     let loaded = crate::config::load_for_test(
