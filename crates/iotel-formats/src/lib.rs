@@ -1,6 +1,7 @@
 //! Wire formats. Each converts between the model and bytes in one place and
 //! knows nothing of sockets or files.
 
+pub mod device_ids;
 pub mod loki;
 pub mod native;
 #[cfg(feature = "otlp")]

@@ -1,7 +1,13 @@
 //! Every transform type, in one enum.
 
 pub mod cardinality_limit;
+// Spans enter a node through the `otlp` source: the edge build, which has
+// none, leaves this out.
+#[cfg(feature = "otlp")]
+pub mod clock_skew;
 pub(crate) mod describe;
+#[cfg(feature = "logs")]
+pub mod device_trace;
 pub mod enrich;
 #[cfg(feature = "logs")]
 pub mod filter;
@@ -31,7 +37,11 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
+    #[cfg(feature = "otlp")]
+    ClockSkew(clock_skew::Config),
     Enrich(enrich::Config),
+    #[cfg(feature = "logs")]
+    DeviceTrace(device_trace::Config),
     #[cfg(feature = "logs")]
     Filter(filter::Config),
     #[cfg(feature = "logs")]
@@ -54,7 +64,9 @@ impl TransformConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
         "cardinality_limit",
+        "clock_skew",
         "enrich",
+        "device_trace",
         "filter",
         "labels",
         "redact",
@@ -78,14 +90,22 @@ impl TransformConfig {
             "redact",
             "sample",
             "timestamp",
+            "device_trace",
         ];
+        if !cfg!(feature = "otlp") && type_name == "clock_skew" {
+            return Some("otlp");
+        }
         (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
     }
 
     pub fn type_name(&self) -> &'static str {
         match self {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
+            #[cfg(feature = "otlp")]
+            TransformConfig::ClockSkew(_) => "clock_skew",
             TransformConfig::Enrich(_) => "enrich",
+            #[cfg(feature = "logs")]
+            TransformConfig::DeviceTrace(_) => "device_trace",
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => "filter",
             #[cfg(feature = "logs")]
@@ -112,6 +132,12 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
+            // Logs and metrics pass unchanged, so an OTLP source can feed it.
+            #[cfg(feature = "otlp")]
+            TransformConfig::ClockSkew(_) => SignalSet::ALL,
+            // Metrics pass unchanged, so an OTLP source (all signals) can feed it.
+            #[cfg(feature = "logs")]
+            TransformConfig::DeviceTrace(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             TransformConfig::Filter(_) => SignalSet::LOGS,
             #[cfg(feature = "logs")]
@@ -141,7 +167,11 @@ impl TransformConfig {
     pub fn validate(&self) -> Vec<Problem> {
         match self {
             TransformConfig::CardinalityLimit(c) => c.validate(),
+            #[cfg(feature = "otlp")]
+            TransformConfig::ClockSkew(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
+            #[cfg(feature = "logs")]
+            TransformConfig::DeviceTrace(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.validate(),
             #[cfg(feature = "logs")]
@@ -166,7 +196,11 @@ impl TransformConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
         match self {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
+            #[cfg(feature = "otlp")]
+            TransformConfig::ClockSkew(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
+            #[cfg(feature = "logs")]
+            TransformConfig::DeviceTrace(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::Filter(c) => c.build(cx),
             #[cfg(feature = "logs")]

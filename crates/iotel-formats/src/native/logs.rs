@@ -77,9 +77,9 @@ pub(super) fn put_fields<'a, V: std::fmt::Display + 'a>(
 ///
 /// `T` is `serde_json::Value`, inferred from the model's field maps: this
 /// crate reads JSON through the model's types rather than depending on
-/// serde_json itself. Numbers come back as serde_json parses them, which
-/// (without its `float_roundtrip` feature) may differ from the sent float
-/// in the last bit.
+/// serde_json itself. Numbers come back as serde_json parses them; its
+/// `float_roundtrip` feature (on in this crate) reads every float back bit
+/// for bit.
 pub(super) fn get_fields<T: std::str::FromStr>(
     r: &mut Reader<'_>,
     tables: &Tables,

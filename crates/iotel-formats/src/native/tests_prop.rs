@@ -235,3 +235,45 @@ proptest! {
         let _ = decode_small(&frame);
     }
 }
+
+/// Any name, any attribute key, and scalar attribute values of every JSON
+/// kind over their whole ranges (finite floats: JSON has no others).
+fn span_with_any_strings() -> impl Strategy<Value = Span> {
+    let scalar = prop_oneof![
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
+        any::<String>().prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+    ];
+    (
+        any::<String>(),
+        proptest::collection::btree_map(any::<String>(), scalar, 0..4),
+        any::<[u8; 16]>(),
+        any::<[u8; 8]>(),
+    )
+        .prop_map(|(name, attrs, trace_id, span_id)| Span {
+            trace_id,
+            span_id,
+            parent_span_id: Some(span_id),
+            name,
+            start_ns: i64::MIN,
+            end_ns: i64::MAX,
+            labels: Labels::empty(),
+            attributes: attrs.into_iter().collect(),
+            status: SpanStatus::Error,
+        })
+}
+
+proptest! {
+    #[test]
+    fn spans_with_any_strings_and_numbers_round_trip(
+        spans in proptest::collection::vec(span_with_any_strings(), 1..4),
+    ) {
+        let events = Events::Traces(spans);
+        let frame = encode("a", 1, &events, Compression::None).unwrap();
+        prop_assert_eq!(decode(&frame, &Limits::default()).unwrap().events, events);
+    }
+}

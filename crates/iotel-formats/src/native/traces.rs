@@ -16,6 +16,34 @@
 //! ```
 //!
 //! Ids go whole, as W3C Trace Context requires: never shortened.
+//!
+//! # Size against OTLP
+//!
+//! `bash bench/span-encoding.sh` (`examples/span_sizes.rs`) encodes the
+//! same device and gateway spans (messaging and HTTP attributes, parent
+//! chains, random ids) both ways. Bytes per span:
+//!
+//! ```text
+//! spans/batch           OTLP   OTLP+gzip   native   +snappy   +zstd   +lz4
+//! edge agent,     1    242.0       236.3    255.5     238.0   240.5  235.0
+//! one device     10    172.3        65.1     81.9      66.5    62.7   65.5
+//!               100    165.3        38.7     53.9      42.7    35.5   39.9
+//!              1000    164.6        36.1     50.5      36.3    31.0   35.9
+//! gateway,        1    290.4       271.3    300.9     275.2   274.2  273.6
+//! 200 devices    10    236.3        83.5    119.4      91.9    84.4   92.0
+//!               100    227.5        41.0     70.0      44.4    38.1   44.5
+//!              1000    219.2        41.3     61.3      37.3    31.3   37.3
+//! ```
+//!
+//! From 10 spans a batch on, the native body alone is 2-3.6 times smaller
+//! than OTLP protobuf (the dictionary holds each name, key and value once)
+//! and with zstd 2.8-7 times; against gzipped OTLP it is 1.0-1.3 times
+//! smaller. A batch of one span gains nothing: the frame's header (agent
+//! id, sequence) and a dictionary of every string once make it as large as
+//! OTLP. Random ids set the floor, as they are kept whole: each trace's
+//! 16-byte trace id and each span's 8-byte id (a parent id repeats one
+//! already sent, which the compressors find) are 16 of the ~31 bytes a span
+//! takes in the edge stream (2 spans a trace), 12 in the gateway's (4).
 
 use super::DecodeError;
 use super::logs::{get_fields, put_fields};
