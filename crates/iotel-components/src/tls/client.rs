@@ -1,4 +1,4 @@
-//! Client TLS, the `tls` table every client component takes:
+//! Client TLS: the `tls` table every client component takes:
 //!
 //! ```toml
 //! tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key", server_name = "broker.local" }
