@@ -315,3 +315,73 @@ async fn a_sink_held_back_by_a_full_buffer_still_stops_at_the_node_deadline() {
     assert_eq!(a.metrics.discards("shutdown").get(), 5);
     drop(a.tx);
 }
+
+#[cfg(feature = "auth")]
+#[tokio::test]
+async fn a_signing_gateway_is_taken_by_a_cloud_that_requires_signatures_and_an_unsigned_one_is_not()
+{
+    use crate::auth::test_keys::{auth_table_jwks, ed25519_key_file};
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = ed25519_key_file(dir.path(), "site-1");
+    let signer =
+        crate::auth::signing::Signer::load(&key_file, "site-1", "i", "a", "t", 60).unwrap();
+    let addr = free_addr();
+    let table =
+        auth_table_jwks(dir.path(), vec![signer.jwk()]) + "require_batch_signatures = true\n";
+    let mut rcv = receiver(addr, dir.path(), &table).await;
+
+    let start = |extra: &str| {
+        let cfg: Config = toml::from_str(&format!(
+            "endpoint = \"http://{addr}\"\nagent_id = \"site-1\"\n\
+             batch = {{ max_events = 3, timeout = \"10ms\" }}\n\
+             retry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\" }}\n{extra}"
+        ))
+        .unwrap();
+        assert!(cfg.validate().is_empty());
+        let mut cx = BuildContext::for_test("up");
+        cx.config_dir = dir.path().to_path_buf();
+        let sink = cfg.build(&cx).unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        let metrics = ComponentMetrics::detached("up", "iotel");
+        let (trigger, shutdown) = shutdown::channel();
+        let sink_cx = SinkContext {
+            key: ComponentKey {
+                id: "up".into(),
+                type_name: "iotel".into(),
+            },
+            input: Input::new(rx, metrics.clone()),
+            shutdown,
+            metrics: metrics.clone(),
+            data_dir: dir.path().join(extra.len().to_string()),
+        };
+        Agent {
+            tx: Some(tx),
+            metrics,
+            trigger,
+            task: tokio::spawn(sink.run(sink_cx)),
+        }
+    };
+
+    // Unsigned (no token either): refused, counted by the sink as rejected.
+    let unsigned = start("");
+    unsigned.send(0..3).await;
+    wait_until("the receiver refused it", || {
+        rcv.metrics.errors("missing_token").get() == 1
+    })
+    .await;
+    let m = unsigned.stop().await;
+    assert_eq!(m.discards("rejected").get(), 3);
+    assert!(rcv.rx.try_recv().is_none());
+
+    let signed = start(&format!(
+        "sign = {{ key_file = \"{}\", tenant = \"acme\", audience = \"iotel-cloud\", \
+         issuer = \"https://idp.example\" }}",
+        key_file.display()
+    ));
+    signed.send(3..6).await;
+    signed.send(6..9).await;
+    assert_eq!(rcv.take(6).await, numbers(3..9));
+    let m = signed.stop().await;
+    assert_eq!(m.sent_total(), 6);
+    rcv.stop().await;
+}
