@@ -145,6 +145,45 @@ inputs = ["app"]
 }
 
 #[test]
+fn a_policy_file_with_a_typo_stops_the_config_at_check_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grant]]\nrole = \"gateway\"\ntenant = [\"{tenant}\"]\nsignals = [\"*\"]\nactions = [\"write\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("jwks.json"), r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+    let path = dir.path().join("cloud.toml");
+    std::fs::write(
+        &path,
+        r#"
+[sources.in]
+type = "iotel"
+address = "127.0.0.1:0"
+auth = { issuer = "i", audience = "a", jwks_file = "jwks.json", policy_file = "policy.toml" }
+
+[sinks.out]
+type = "console"
+inputs = ["in"]
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    let policy = dir.path().join("policy.toml");
+    assert!(
+        err.starts_with(&format!(
+            "{}: sources.in.auth.policy_file: {}: TOML parse error at line 3",
+            path.display(),
+            policy.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `tenant`"), "{err}");
+}
+
+#[test]
 fn config_check_names_an_unreadable_file() {
     let (code, _, err) = iotel(&["config", "check", "--config", "/nonexistent/iotel.toml"]);
     assert_eq!(code, 1);
