@@ -590,18 +590,16 @@ impl Auth {
         match denied {
             None => Ok(()),
             Some(d) => {
-                self.audit(&serde_json::json!({
-                    "time": jiff::Timestamp::now().to_string(),
-                    "decision": "deny",
-                    "code": d.code,
-                    "reason": d.reason,
-                    "subject": who.subject,
-                    "token_tenant": who.tenant,
-                    "tenant": tenant,
-                    "signal": signal.as_str(),
-                    "action": action.to_string(),
-                    "peer": peer,
-                }));
+                self.audit_denial(
+                    who,
+                    &d,
+                    peer,
+                    serde_json::json!({
+                        "tenant": tenant,
+                        "signal": signal.as_str(),
+                        "action": action.to_string(),
+                    }),
+                );
                 Err(d)
             }
         }
@@ -729,7 +727,12 @@ impl Auth {
     }
 
     fn audit_batch(&self, who: &Principal, d: &Denied, peer: &str) {
-        self.audit(&serde_json::json!({
+        self.audit_denial(who, d, peer, serde_json::json!({}));
+    }
+
+    /// A refusal of `who`'s request as an audit line, with `extra` fields.
+    fn audit_denial(&self, who: &Principal, d: &Denied, peer: &str, extra: serde_json::Value) {
+        let mut line = serde_json::json!({
             "time": jiff::Timestamp::now().to_string(),
             "decision": "deny",
             "code": d.code,
@@ -737,7 +740,11 @@ impl Auth {
             "subject": who.subject,
             "token_tenant": who.tenant,
             "peer": peer,
-        }));
+        });
+        if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+            line.extend(extra);
+        }
+        self.audit(&line);
     }
 
     /// Writes an authentication failure to the audit log.

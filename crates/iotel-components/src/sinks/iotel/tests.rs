@@ -93,7 +93,11 @@ pub(super) fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
     ))
     .unwrap();
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate().len());
-    let sink = cfg.sink().unwrap();
+    run_agent(Box::new(cfg.sink().unwrap()), data_dir)
+}
+
+/// Runs a built sink, fed through a channel.
+pub(super) fn run_agent(sink: Box<dyn Sink>, data_dir: &Path) -> Agent {
     let (tx, rx) = mpsc::channel(64);
     let metrics = ComponentMetrics::detached("up", "iotel");
     let (trigger, shutdown) = shutdown::channel();
@@ -111,7 +115,7 @@ pub(super) fn agent(endpoint: &str, data_dir: &Path, extra: &str) -> Agent {
         tx: Some(tx),
         metrics,
         trigger,
-        task: tokio::spawn(Box::new(sink).run(cx)),
+        task: tokio::spawn(sink.run(cx)),
     }
 }
 
@@ -340,26 +344,10 @@ async fn a_signing_gateway_is_taken_by_a_cloud_that_requires_signatures_and_an_u
         assert!(cfg.validate().is_empty());
         let mut cx = BuildContext::for_test("up");
         cx.config_dir = dir.path().to_path_buf();
-        let sink = cfg.build(&cx).unwrap();
-        let (tx, rx) = mpsc::channel(64);
-        let metrics = ComponentMetrics::detached("up", "iotel");
-        let (trigger, shutdown) = shutdown::channel();
-        let sink_cx = SinkContext {
-            key: ComponentKey {
-                id: "up".into(),
-                type_name: "iotel".into(),
-            },
-            input: Input::new(rx, metrics.clone()),
-            shutdown,
-            metrics: metrics.clone(),
-            data_dir: dir.path().join(extra.len().to_string()),
-        };
-        Agent {
-            tx: Some(tx),
-            metrics,
-            trigger,
-            task: tokio::spawn(sink.run(sink_cx)),
-        }
+        run_agent(
+            cfg.build(&cx).unwrap(),
+            &dir.path().join(extra.len().to_string()),
+        )
     };
 
     // Unsigned (no token either): refused, counted by the sink as rejected.
