@@ -134,7 +134,7 @@ impl Drop for TlsPeer {
     }
 }
 
-fn server_config(cert: &Issued, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+pub(crate) fn server_config(cert: &Issued, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -162,7 +162,7 @@ fn server_config(cert: &Issued, client_ca: Option<&str>) -> Arc<rustls::ServerCo
 }
 
 /// The CN and serial of a DER certificate.
-fn identity(der: &[u8]) -> (Option<String>, Option<String>) {
+pub(crate) fn identity(der: &[u8]) -> (Option<String>, Option<String>) {
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
     let cn = cert
         .subject()
