@@ -2,9 +2,9 @@
 # What TLS costs the edge agent: the same job (scrape 2,000 series every
 # second, remote-write them to a real Prometheus) run three ways for
 # DURATION seconds each (default 30):
-#   1. the edge build without TLS, plain http://
-#   2. the edge build with `--features tls`, plain http://
-#   3. the edge build with `--features tls`, https:// with a client
+#   1. the edge build without TLS (IOTEL_EDGE_FEATURES=""), plain http://
+#   2. the edge build (with `tls`), plain http://
+#   3. the edge build (with `tls`), https:// with a client
 #      certificate (mTLS) to a Prometheus that requires one
 # and prints binary sizes, peak and steady RSS, CPU % of one core and
 # samples/s for each.
@@ -22,8 +22,8 @@ command -v prometheus >/dev/null || { echo "install the 'prometheus' package" >&
 
 source bench/lib.sh
 # The two builds write the same path: keep a copy of each.
-cp "$(scripts/build-edge)" "$WORK/iotel-plain"
-cp "$(scripts/build-edge --features tls)" "$WORK/iotel-tls"
+cp "$(IOTEL_EDGE_FEATURES="" scripts/build-edge)" "$WORK/iotel-plain"
+cp "$(scripts/build-edge)" "$WORK/iotel-tls"
 serve_target "$SERIES"
 
 # A CA, a server certificate for 127.0.0.1, a client certificate for dev-1.

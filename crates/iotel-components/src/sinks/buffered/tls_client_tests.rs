@@ -298,3 +298,20 @@ fn files_that_are_not_pem_or_do_not_match_fail_the_build_naming_key_and_file() {
         )
     );
 }
+
+#[tokio::test]
+async fn without_a_tls_table_https_trusts_the_system_roots_and_not_a_private_ca() {
+    let pki = pki();
+    let peer = TlsPeer::start(&pki.server, None).await;
+    let (logs, _guard) = Logs::capture();
+    let (sink, _) = remote_write(pki.dir.path(), &peer.url("/w"), "");
+    sink.send(samples(0..1)).await;
+    eventually("a failed attempt", || sink.errors("connection_failed") >= 1).await;
+    let failed = logs.lines_with("TLS with 127.0.0.1 failed");
+    assert!(
+        failed[0].contains("TLS with 127.0.0.1 failed: invalid peer certificate: UnknownIssuer"),
+        "{failed:?}"
+    );
+    assert_eq!(sink.sent(), 0);
+    assert_eq!(peer.seen().len(), 0);
+}
