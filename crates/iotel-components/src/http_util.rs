@@ -102,25 +102,100 @@ where
     }
 }
 
-/// The HTTP client type components use.
-pub type Client =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+/// What components dial through: with the `tls` feature, plain TCP for
+/// `http://` and TLS for `https://` (`crate::tls::HttpsConnector`).
+#[cfg(feature = "tls")]
+pub type Connector = crate::tls::HttpsConnector;
+/// What components dial through: plain TCP only in builds without TLS.
+#[cfg(not(feature = "tls"))]
+pub type Connector = hyper_util::client::legacy::connect::HttpConnector;
 
-/// An HTTP/1 client with a connection pool. TLS comes with the security work;
-/// it slots in here, in one place.
+/// The HTTP client type components use.
+pub type Client = hyper_util::client::legacy::Client<Connector, Body>;
+
+/// An HTTP/1 client with a connection pool; `https://` trusts the system's
+/// roots (read on the first https connection).
 pub fn client() -> Client {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    let connector = crate::tls::HttpsConnector::new(std::sync::Arc::new(
+        crate::tls::ClientTlsSource::system(Vec::new()),
+    ));
+    #[cfg(not(feature = "tls"))]
+    let connector = {
+        let mut c = hyper_util::client::legacy::connect::HttpConnector::new();
+        c.set_nodelay(true);
+        c
+    };
+    with_connector(connector)
+}
+
+fn with_connector(connector: Connector) -> Client {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .build(connector)
 }
 
+/// The client of a component with a `tls` table (under the key `tls`):
+/// its CA, client certificate and server name, reloaded when the files
+/// change; `None` without a table (use [`client`]).
+///
+/// # Errors
+/// What is wrong with the table's files, naming the key and the file; in
+/// builds without TLS, that there is none.
+pub fn client_for(
+    tls: Option<&crate::tls::ClientTls>,
+    cx: &crate::BuildContext,
+) -> Result<Option<Client>, crate::Problem> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    #[cfg(feature = "tls")]
+    {
+        let source = crate::tls::ClientTlsSource::load(
+            tls,
+            "tls",
+            &cx.config_dir,
+            Vec::new(),
+            Some(cx.metrics.clone()),
+        )?;
+        Ok(Some(with_connector(crate::tls::HttpsConnector::new(
+            std::sync::Arc::new(source),
+        ))))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (tls, cx);
+        Err(crate::Problem::new("tls", crate::tls::NOT_BUILT_IN))
+    }
+}
+
+/// Logs a warning when `uri` sends in plaintext to a host other than this
+/// one (`localhost` or a loopback address).
+pub fn warn_if_plaintext(component: &str, uri: &http::Uri) {
+    if uri.scheme_str() != Some("http") {
+        return;
+    }
+    let host = uri.host().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        tracing::warn!(
+            component,
+            "sending in plaintext to {host}: use an https:// endpoint to encrypt (and a tls \
+             table for a private CA or a client certificate)"
+        );
+    }
+}
+
 /// The `User-Agent` iotel sends.
 pub const USER_AGENT: &str = concat!("iotel/", env!("CARGO_PKG_VERSION"));
 
-/// Checks a peer URL: `http://host[:port]/path`, without credentials (they
-/// would end up in logs). The message names the URL and what was expected.
+/// Checks a peer URL: `http://host[:port]/path`, or `https://` in builds
+/// with TLS, without credentials (they would end up in logs). The message
+/// names the URL and what was expected.
 ///
 /// # Errors
 /// What is wrong with the URL, for a config error.
@@ -129,9 +204,11 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url.parse().map_err(|_| bad())?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if cfg!(feature = "tls") => {}
         Some("https") => {
             return Err(format!(
-                "invalid URL \"{url}\": https needs TLS support, which this build does not have yet"
+                "invalid URL \"{url}\": https needs TLS support, which this build does not have \
+                 (the `tls` feature)"
             ));
         }
         _ => return Err(bad()),

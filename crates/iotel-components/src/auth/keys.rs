@@ -154,6 +154,9 @@ pub struct KeyStore {
     state: Mutex<State>,
     /// The fewest seconds between two refreshes an unknown `kid` asks for.
     pub min_interval: Duration,
+    /// The client a URL is fetched with (`jwks_ca_file`); `None`: the
+    /// default one, which trusts the system's roots for https.
+    client: Option<crate::http_util::Client>,
 }
 
 impl KeyStore {
@@ -162,7 +165,15 @@ impl KeyStore {
             source,
             state: Mutex::new(State::default()),
             min_interval: Duration::from_secs(30),
+            client: None,
         }
+    }
+
+    /// Fetches a URL with `client` (one trusting `jwks_ca_file`).
+    #[must_use]
+    pub fn with_client(mut self, client: Option<crate::http_util::Client>) -> Self {
+        self.client = client;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -214,7 +225,10 @@ impl KeyStore {
                     .and_then(|b| parse_jwks(&b).map_err(|e| format!("{}: {e}", path.display())))
                     .map(|k| (k, modified))
             }
-            KeySource::Url(uri) => fetch(uri).await.map(|k| (k, None)),
+            KeySource::Url(uri) => {
+                let client = self.client.clone().unwrap_or_else(crate::http_util::client);
+                fetch(&client, uri).await.map(|k| (k, None))
+            }
         };
         let mut s = self.lock();
         match fetched {
@@ -235,23 +249,33 @@ impl KeyStore {
     }
 }
 
+/// An error and its causes: the client's own message ("client error
+/// (Connect)") says little; the cause (a TLS failure) says what happened.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// The largest JWKS document taken.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
-async fn fetch(uri: &http::Uri) -> Result<Keys, String> {
+async fn fetch(client: &crate::http_util::Client, uri: &http::Uri) -> Result<Keys, String> {
     use http_body_util::BodyExt;
     let request = http::Request::get(uri.clone())
         .header(http::header::USER_AGENT, crate::http_util::USER_AGENT)
         .header(http::header::ACCEPT, "application/json")
         .body(crate::http_util::Body::new(bytes::Bytes::new()))
         .map_err(|e| format!("GET {uri}: {e}"))?;
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        crate::http_util::client().request(request),
-    )
-    .await
-    .map_err(|_| format!("GET {uri}: no answer within 10s"))?
-    .map_err(|e| format!("GET {uri}: {e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| format!("GET {uri}: no answer within 10s"))?
+        .map_err(|e| format!("GET {uri}: {}", with_causes(&e)))?;
     if !response.status().is_success() {
         return Err(format!("GET {uri}: answered {}", response.status()));
     }

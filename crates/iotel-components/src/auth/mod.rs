@@ -59,6 +59,10 @@ pub struct Config {
     /// The JWKS at a URL, fetched at start and every `jwks_refresh`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM certificates to trust (only these) for an `https://`
+    /// `jwks_url`; without it, the system's trust store.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     #[serde(default = "default_refresh")]
     pub jwks_refresh: Duration,
     /// Clock skew tolerated on `exp` and `nbf`; at most 5m.
@@ -156,6 +160,23 @@ impl Config {
             }
             (Some(_), None) => {}
         }
+        if self.jwks_ca_file.is_some() {
+            match &self.jwks_url {
+                Some(url)
+                    if url
+                        .get(..8)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("https://")) =>
+                {
+                    if !cfg!(feature = "tls") {
+                        p.push(Problem::new("jwks_ca_file", crate::tls::NOT_BUILT_IN));
+                    }
+                }
+                _ => p.push(Problem::new(
+                    "jwks_ca_file",
+                    "only for an https:// jwks_url",
+                )),
+            }
+        }
         if self.leeway.get().as_secs() > MAX_LEEWAY_SECS {
             p.push(Problem::new(
                 "leeway",
@@ -204,7 +225,13 @@ impl Config {
             ),
             (None, None) => return Err(Problem::new("jwks_file", "set jwks_file or jwks_url")),
         };
-        let store = KeyStore::new(source);
+        let ca = self.jwks_ca_file.as_ref().map(|ca| crate::tls::ClientTls {
+            ca_file: Some(ca.clone()),
+            ..crate::tls::ClientTls::default()
+        });
+        let client = crate::http_util::client_for(ca.as_ref(), cx)
+            .map_err(|p| Problem::new("jwks_ca_file", p.message))?;
+        let store = KeyStore::new(source).with_client(client);
         if let KeySource::File(path) = &store.source {
             let text = std::fs::read(path).map_err(|e| {
                 Problem::new(

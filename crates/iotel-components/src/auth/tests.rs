@@ -513,3 +513,62 @@ async fn a_gateway_token_is_reused_until_half_its_life_and_verifies_at_the_cloud
         }
     );
 }
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn keys_load_from_an_https_jwks_url_trusting_jwks_ca_file_only() {
+    use crate::tls::client_test_peer::{TestCa, TlsPeer};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let ca = TestCa::new("idp CA");
+    ca.write(dir.path(), "idp-ca.pem");
+    TestCa::new("another CA").write(dir.path(), "other-ca.pem");
+    let ed = ed25519("ed-1");
+    let jwks = json!({"keys": [ed.jwk.clone()]}).to_string();
+    let peer = TlsPeer::answering(&ca.server(&["idp.local"], true), None, jwks.into()).await;
+    let auth = |ca_file: &str| {
+        let config: Config = toml::from_str(&format!(
+            "issuer = \"https://idp.example\"\naudience = \"iotel-cloud\"\n\
+             jwks_url = \"{}\"\njwks_ca_file = \"{ca_file}\"\npolicy_file = \"policy.toml\"\n",
+            peer.url("/jwks")
+        ))
+        .unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let mut cx = BuildContext::for_test("cloud_in");
+        cx.config_dir = dir.path().to_path_buf();
+        config.build(&cx).unwrap()
+    };
+    let good = auth("idp-ca.pem");
+    good.keys.refresh().await.unwrap();
+    let p = good
+        .authenticate(Some(&format!("Bearer {}", sign(&ed, &claims()))))
+        .await
+        .unwrap();
+    assert_eq!(p.subject, "gw-site-1");
+    assert_eq!(peer.seen()[0].path, "/jwks");
+
+    let e = auth("other-ca.pem").keys.refresh().await.unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "GET {}: client error (Connect): TLS with 127.0.0.1 failed: invalid peer \
+             certificate: UnknownIssuer",
+            peer.url("/jwks")
+        )
+    );
+}
+
+#[test]
+fn jwks_ca_file_is_only_for_an_https_jwks_url() {
+    let config: Config = toml::from_str(
+        "issuer = \"i\"\naudience = \"a\"\njwks_url = \"http://idp/jwks\"\n\
+         jwks_ca_file = \"ca.pem\"\npolicy_file = \"policy.toml\"\n",
+    )
+    .unwrap();
+    let p: Vec<String> = config
+        .validate()
+        .into_iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    assert_eq!(p, ["jwks_ca_file: only for an https:// jwks_url"]);
+}

@@ -9,10 +9,13 @@
 //! - `cert_file` + `key_file`: a PEM client certificate (chain) and its
 //!   private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS; both or neither.
 //! - `server_name`: the name the server's certificate must carry; without
-//!   it, the host of the component's URL (which still goes as SNI): for a
-//!   broker reached by IP address whose certificate names it by DNS name.
+//!   it, the host of the component's URL: for a peer reached by IP address
+//!   whose certificate names it by DNS name. HTTP and gRPC clients also send
+//!   it as SNI; the `mqtt` source sends the URL's host.
 //!
-//! rustls with the ring provider, TLS 1.2 and 1.3 only.
+//! rustls with the ring provider, TLS 1.2 and 1.3 only. HTTP and gRPC
+//! clients dial through `client_connector.rs` and reload the files when
+//! they change (`client_reload.rs`).
 
 use crate::Problem;
 use serde::Deserialize;
@@ -29,6 +32,32 @@ pub struct ClientTls {
     pub key_file: Option<PathBuf>,
     #[serde(default)]
     pub server_name: Option<String>,
+}
+
+/// Why a `tls` table is refused by a build without TLS.
+pub const NOT_BUILT_IN: &str = "this build has no TLS support (the `tls` feature)";
+
+/// Problems with the `tls` table of a component that sends to `url`: the
+/// table's own, a table with a plain `http://` URL, or a table in a build
+/// without TLS.
+pub fn validate_client_table(tls: Option<&ClientTls>, url: &str) -> Vec<Problem> {
+    let Some(tls) = tls else {
+        return Vec::new();
+    };
+    if !cfg!(feature = "tls") {
+        return vec![Problem::new("tls", NOT_BUILT_IN)];
+    }
+    let mut p = tls.validate("tls");
+    if url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        p.push(Problem::new(
+            "tls",
+            format!("{url} is plain HTTP: use https:// for TLS"),
+        ));
+    }
+    p
 }
 
 impl ClientTls {
@@ -135,6 +164,12 @@ impl ClientTls {
                             format!("{}: {e}", cert.display()),
                         )
                     })?;
+                if chain.is_empty() {
+                    return Err(Problem::new(
+                        format!("{key}.cert_file"),
+                        format!("{}: expected a PEM certificate, found none", cert.display()),
+                    ));
+                }
                 let pk = PrivateKeyDer::from_pem_file(&private).map_err(|e| {
                     Problem::new(
                         format!("{key}.key_file"),
@@ -142,9 +177,15 @@ impl ClientTls {
                     )
                 })?;
                 builder.with_client_auth_cert(chain, pk).map_err(|e| {
+                    let why = match e {
+                        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                            "the key does not match the certificate".to_string()
+                        }
+                        e => e.to_string(),
+                    };
                     Problem::new(
                         format!("{key}.key_file"),
-                        format!("{} with {}: {e}", private.display(), cert.display()),
+                        format!("{} with {}: {why}", private.display(), cert.display()),
                     )
                 })
             }

@@ -3,5 +3,15 @@
 //! `ca_file`, `cert_file`, `key_file`, `server_name`).
 
 mod client;
+#[cfg(feature = "tls")]
+mod client_connector;
+#[cfg(feature = "tls")]
+mod client_reload;
+#[cfg(all(test, feature = "tls"))]
+pub(crate) mod client_test_peer;
 
 pub use client::*;
+#[cfg(feature = "tls")]
+pub use client_connector::*;
+#[cfg(feature = "tls")]
+pub use client_reload::*;

@@ -84,6 +84,7 @@ impl HttpSinkKeys<'_> {
             retry: self.retry.policy(),
             rate: None,
             buffer: self.buffer.clone(),
+            client: None,
         };
         Ok((
             settings,

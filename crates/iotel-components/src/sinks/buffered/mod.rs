@@ -56,6 +56,8 @@ pub(crate) mod keys;
 pub(crate) mod log_batch;
 #[cfg(test)]
 pub(crate) mod test_peer;
+#[cfg(all(test, feature = "tls"))]
+mod tls_client_tests;
 
 use super::buffer::{BufferConfig, PushError, SinkBuffer, WhenFull};
 use super::http_delivery::{self as request, Delivery, Exchange, Jitter};
@@ -160,6 +162,8 @@ pub(crate) struct Settings {
     /// a live lane, else of every request.
     pub rate: Option<u64>,
     pub buffer: BufferConfig,
+    /// The client of the sink's `tls` table; `None`: [`http_util::client`].
+    pub client: Option<http_util::Client>,
 }
 
 /// How long before the node's shutdown deadline the final flush gives up.
@@ -208,7 +212,10 @@ pub(crate) async fn deliver<P: Protocol>(
         .map_err(|e| ComponentError::new(format!("opening the buffer failed: {e}")))?;
     let durable = matches!(s.buffer, BufferConfig::Disk(_));
     let policy = s.buffer.when_full();
-    let client = http_util::client();
+    if let Ok(uri) = s.peer.parse::<http::Uri>() {
+        http_util::warn_if_plaintext(&id, &uri);
+    }
+    let client = s.client.clone().unwrap_or_else(http_util::client);
     let live = s.rate.and_then(|_| protocol.live_lane()).map(Lane::new);
     let mut d = Driver {
         delivery: Delivery::new(s.retry),

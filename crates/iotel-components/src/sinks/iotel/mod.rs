@@ -74,6 +74,11 @@ pub struct Config {
     pub drain: DrainConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
+    /// TLS for an `https://` endpoint: a private CA, a client certificate
+    /// (mTLS), the server's name (see `crate::tls`); without it, https
+    /// trusts the system's roots.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ClientTls>>,
     /// A gateway's credentials towards the cloud: a bearer token it signs
     /// itself, and a signature on every batch (`crate::auth::signing`).
     #[cfg(feature = "auth")]
@@ -236,14 +241,18 @@ impl Config {
         }
         p.extend(self.retry.validate());
         p.extend(self.buffer.validate("buffer"));
+        p.extend(crate::tls::validate_client_table(
+            self.tls.as_deref(),
+            &self.endpoint,
+        ));
         p
     }
 
     /// # Errors
     /// A bad endpoint, or no host name to use as the agent id.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
         let mut sink = self.sink()?;
+        sink.settings.client = http_util::client_for(self.tls.as_deref(), cx)?;
         #[cfg(feature = "auth")]
         if let Some(sign) = &self.sign {
             let signer = crate::auth::signing::Signer::load(
@@ -257,8 +266,6 @@ impl Config {
             .map_err(|e| Problem::new("sign.key_file", e))?;
             sink.protocol.signer = Some(std::sync::Arc::new(signer));
         }
-        #[cfg(not(feature = "auth"))]
-        let _ = cx;
         Ok(Box::new(sink))
     }
 
@@ -284,6 +291,7 @@ impl Config {
                 retry: self.retry.policy(),
                 rate: self.drain.max_events_per_second.map(NonZeroU64::get),
                 buffer: self.buffer.clone(),
+                client: None,
             },
             protocol: NativeProtocol {
                 endpoint,

@@ -83,6 +83,11 @@ pub struct Config {
     /// Extra request headers, e.g. `Authorization`.
     #[serde(default)]
     pub headers: Headers,
+    /// TLS for an `https://` endpoint: a private CA, a client certificate
+    /// (mTLS), the server's name (see `crate::tls`); without it, https
+    /// trusts the system's roots.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ClientTls>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -152,13 +157,19 @@ impl Config {
         }
         p.extend(self.batch.validate());
         p.extend(self.keys().validate());
+        p.extend(crate::tls::validate_client_table(
+            self.tls.as_deref(),
+            &self.endpoint,
+        ));
         p
     }
 
     /// # Errors
     /// The first problem `validate` reports about the endpoint or headers.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Ok(Box::new(self.sink()?))
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        let mut sink = self.sink()?;
+        sink.settings.client = http_util::client_for(self.tls.as_deref(), cx)?;
+        Ok(Box::new(sink))
     }
 
     fn sink(&self) -> Result<LokiSink, Problem> {

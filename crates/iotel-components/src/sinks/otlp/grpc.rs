@@ -43,6 +43,9 @@ pub(super) struct GrpcClient {
     gzip: bool,
     /// Made when the sink starts (tonic's channel needs the runtime).
     grpc: Option<tonic::client::Grpc<Channel>>,
+    /// The `tls` table's material; `None`: https trusts the system's roots.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<crate::tls::ClientTlsSource>>,
 }
 
 impl GrpcClient {
@@ -52,6 +55,39 @@ impl GrpcClient {
             metadata: tonic::metadata::MetadataMap::from_headers(headers),
             gzip,
             grpc: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// Connects with the material of a `tls` table (offering ALPN `h2`).
+    ///
+    /// # Errors
+    /// What is wrong with the table's files; in builds without TLS, that
+    /// there is none.
+    pub(super) fn set_tls(
+        &mut self,
+        tls: Option<&crate::tls::ClientTls>,
+        cx: &crate::BuildContext,
+    ) -> Result<(), crate::Problem> {
+        let Some(tls) = tls else {
+            return Ok(());
+        };
+        #[cfg(feature = "tls")]
+        {
+            self.tls = Some(std::sync::Arc::new(crate::tls::ClientTlsSource::load(
+                tls,
+                "tls",
+                &cx.config_dir,
+                vec![b"h2".to_vec()],
+                Some(cx.metrics.clone()),
+            )?));
+            Ok(())
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (tls, cx);
+            Err(crate::Problem::new("tls", crate::tls::NOT_BUILT_IN))
         }
     }
 
@@ -61,11 +97,18 @@ impl GrpcClient {
         let endpoint = Channel::builder(self.uri.clone())
             .tcp_nodelay(true)
             .user_agent(crate::http_util::USER_AGENT);
-        let channel = match endpoint {
-            Ok(e) => e.connect_lazy(),
-            // The user agent is a valid header value; keep tonic's.
-            Err(_) => Channel::builder(self.uri.clone()).connect_lazy(),
+        // The user agent is a valid header value; else keep tonic's.
+        let endpoint = endpoint.unwrap_or_else(|_| Channel::builder(self.uri.clone()));
+        // Dialled by iotel's connector: plain for http://, TLS for https://.
+        #[cfg(feature = "tls")]
+        let channel = {
+            let source = self.tls.clone().unwrap_or_else(|| {
+                std::sync::Arc::new(crate::tls::ClientTlsSource::system(vec![b"h2".to_vec()]))
+            });
+            endpoint.connect_with_connector_lazy(crate::tls::HttpsConnector::new(source))
         };
+        #[cfg(not(feature = "tls"))]
+        let channel = endpoint.connect_lazy();
         let mut grpc = tonic::client::Grpc::new(channel);
         if self.gzip {
             grpc = grpc.send_compressed(CompressionEncoding::Gzip);

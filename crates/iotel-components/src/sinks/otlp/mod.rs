@@ -103,6 +103,11 @@ pub struct Config {
     /// Extra request headers (gRPC: metadata), e.g. `Authorization`.
     #[serde(default)]
     pub headers: Headers,
+    /// TLS for an `https://` endpoint: a private CA, a client certificate
+    /// (mTLS), the server's name (see `crate::tls`); without it, https
+    /// trusts the system's roots.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ClientTls>>,
 }
 
 /// OTLP's two transports.
@@ -146,14 +151,25 @@ impl Config {
         let mut p = self.endpoints().err().unwrap_or_default();
         p.extend(self.batch.validate());
         p.extend(self.keys().validate());
+        p.extend(crate::tls::validate_client_table(
+            self.tls.as_deref(),
+            &self.endpoint,
+        ));
         p
     }
 
     /// # Errors
     /// The first problem `validate` reports about the endpoint or headers.
     #[cfg(feature = "otlp")]
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Ok(Box::new(self.sink()?))
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        let mut sink = self.sink()?;
+        match &mut sink.protocol.transport {
+            sink::Transport::Http { .. } => {
+                sink.settings.client = http_util::client_for(self.tls.as_deref(), cx)?;
+            }
+            sink::Transport::Grpc(client) => client.set_tls(self.tls.as_deref(), cx)?,
+        }
+        Ok(Box::new(sink))
     }
 
     /// # Errors

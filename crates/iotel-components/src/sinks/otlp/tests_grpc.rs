@@ -371,3 +371,116 @@ async fn a_peer_that_is_not_there_is_unavailable_and_retried() {
     let want = format!("sending 2 events to http://{addr}/ failed (gRPC UNAVAILABLE");
     assert!(warned[0].contains(&want), "{}\nwanted: {want}", warned[0]);
 }
+
+/// A connection to the TLS server, for tonic.
+#[cfg(feature = "tls")]
+struct TlsIo(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+#[cfg(feature = "tls")]
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+#[cfg(feature = "tls")]
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn spans_go_over_mutual_tls_with_alpn_h2_and_the_server_sees_the_client_cn() {
+    use crate::tls::client_test_peer::{TestCa, identity, server_config};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("collector CA");
+    ca.write(dir.path(), "ca.pem");
+    ca.client("gw-1", 7).write(dir.path(), "gw-1");
+    let mut config =
+        (*server_config(&ca.server(&["collector.local"], false), Some(&ca.pem))).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn({
+        let clients = clients.clone();
+        async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let conn = tls.get_ref().1;
+                let cert = conn.peer_certificates().unwrap()[0].clone();
+                clients
+                    .lock()
+                    .unwrap()
+                    .push((identity(&cert), conn.alpn_protocol().map(|p| p.to_vec())));
+                if tx.send(Ok::<_, std::io::Error>(TlsIo(tls))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let server = Server::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                TraceServiceServer::new(server.clone())
+                    .accept_compressed(CompressionEncoding::Gzip),
+            )
+            .serve_with_incoming(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(
+                rx,
+            )),
+    );
+    let config: Config = toml::from_str(&format!(
+        "endpoint = \"https://{addr}\"\nprotocol = \"grpc\"\n\
+         tls = {{ ca_file = \"ca.pem\", cert_file = \"gw-1.pem\", key_file = \"gw-1.key\", \
+         server_name = \"collector.local\" }}"
+    ))
+    .unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let mut cx = BuildContext::for_test("otel");
+    cx.config_dir = dir.path().to_path_buf();
+    let sink = Running::start(config.build(&cx).unwrap(), "otel", "otlp");
+    sink.send(spans(2)).await;
+    eventually("delivery", || sink.sent() == 2).await;
+    sink.close().await;
+    assert_eq!(server.seen()[0].request.resource_spans.len(), 1);
+    assert_eq!(
+        clients.lock().unwrap().clone(),
+        [(
+            (Some("gw-1".to_string()), Some("07".to_string())),
+            Some(b"h2".to_vec())
+        )]
+    );
+}

@@ -61,6 +61,11 @@ pub struct Config {
     /// Extra request headers, e.g. `X-Scope-OrgID` for Mimir.
     #[serde(default)]
     pub headers: Headers,
+    /// TLS for an `https://` endpoint: a private CA, a client certificate
+    /// (mTLS), the server's name (see `crate::tls`); without it, https
+    /// trusts the system's roots.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ClientTls>>,
 }
 
 /// `batch`: when a request is sent.
@@ -112,13 +117,19 @@ impl Config {
             ));
         }
         p.extend(self.keys().validate());
+        p.extend(crate::tls::validate_client_table(
+            self.tls.as_deref(),
+            &self.endpoint,
+        ));
         p
     }
 
     /// # Errors
     /// The first problem `validate` reports about the endpoint or headers.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Ok(Box::new(self.remote_write()?))
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        let mut sink = self.remote_write()?;
+        sink.settings.client = http_util::client_for(self.tls.as_deref(), cx)?;
+        Ok(Box::new(sink))
     }
 
     fn remote_write(&self) -> Result<RemoteWrite, Problem> {

@@ -83,11 +83,17 @@ fn endpoints_must_be_plain_http_urls_with_a_host() {
             "{bad}"
         );
     }
+    #[cfg(feature = "tls")]
+    assert_eq!(
+        problems(r#"endpoint = "https://mimir/api/v1/push""#),
+        Vec::<String>::new()
+    );
+    #[cfg(not(feature = "tls"))]
     assert_eq!(
         problems(r#"endpoint = "https://mimir/api/v1/push""#),
         [
             "endpoint: invalid URL \"https://mimir/api/v1/push\": https needs TLS support, \
-             which this build does not have yet"
+             which this build does not have (the `tls` feature)"
         ]
     );
     let p = problems(r#"endpoint = "http://user:secret@h/w""#);
