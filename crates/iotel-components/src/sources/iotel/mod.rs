@@ -29,12 +29,14 @@ mod dedup;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "auth")]
+use super::http_receiver::authenticate;
+use super::http_receiver::{Refused, read_body};
 use crate::http_util::{self, Body};
 use crate::id_ranges::format_ranges;
 use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE, OLDEST_SEQUENCE, RECEIVED};
 use crate::{BuildContext, Problem};
 use dedup::{MAX_RANGES, Sequences, Verdict};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use iotel_engine::config::ByteSize;
@@ -90,21 +92,7 @@ fn default_max_agents() -> NonZeroUsize {
 
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        for (key, size) in [
-            ("max_body_size", self.max_body_size),
-            ("max_decoded_size", self.max_decoded_size),
-        ] {
-            if size.bytes() < 1024 {
-                p.push(Problem::new(
-                    key,
-                    format!("expected at least 1KiB, got {size}"),
-                ));
-            }
-            if usize::try_from(size.bytes()).is_err() {
-                p.push(Problem::new(key, format!("{size} is too large here")));
-            }
-        }
+        let mut p = super::http_receiver::validate_sizes(self.max_body_size, self.max_decoded_size);
         #[cfg(feature = "auth")]
         if let Some(a) = &self.auth {
             p.extend(
@@ -226,10 +214,6 @@ impl NativeSource {
         Ok(())
     }
 }
-
-/// A request body slower than this is refused: a stalled agent must not
-/// hold a connection (and the node's shutdown) forever.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Receiver {
     #[cfg(feature = "auth")]
@@ -361,24 +345,6 @@ impl Receiver {
             None => None,
             Some(auth) => Some((auth, authenticate(auth, &req).await?)),
         };
-        let too_large = |size: String| {
-            Refusal::new(
-                413,
-                "too_large",
-                format!(
-                    "the body is {size}, over max_body_size ({} bytes)",
-                    self.max_body
-                ),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > self.max_body as u64) {
-            return Err(too_large(format!("{n} bytes")));
-        }
         let sequence_header = |name: &str| match req.headers().get(name) {
             None => Ok(None),
             Some(v) => v
@@ -410,24 +376,7 @@ impl Receiver {
         );
         let last = sequence_header(LAST_SEQUENCE)?;
         let oldest = sequence_header(OLDEST_SEQUENCE)?;
-        let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
-        let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
-            .await
-            .map_err(|_| {
-                Refusal::new(
-                    408,
-                    "body_timeout",
-                    format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
-                )
-            })?
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large("larger".into())
-                } else {
-                    Refusal::new(400, "bad_body", format!("reading the body failed: {e}"))
-                }
-            })?
-            .to_bytes();
+        let body = read_body(req, self.max_body).await?;
         // A forged or changed batch is refused before anything decodes it.
         #[cfg(feature = "auth")]
         if let Some((auth, who)) = &principal
@@ -567,24 +516,12 @@ impl Receiver {
     }
 }
 
-/// The request's principal, or the refusal (401, or 503 without keys).
-#[cfg(feature = "auth")]
-async fn authenticate(
-    auth: &crate::auth::Auth,
-    req: &Request<Incoming>,
-) -> Result<crate::auth::Principal, Refusal> {
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    auth.authenticate(header).await.map_err(|e| {
-        auth.audit_failure(&e, &http_util::peer_of(req));
-        let mut r = Refusal::new(e.status(), e.code(), e.to_string());
-        if e.status() == 401 {
-            r.www_authenticate = Some(e.www_authenticate());
-        }
-        r
-    })
+impl From<Refused> for Refusal {
+    fn from(r: Refused) -> Self {
+        let mut refusal = Refusal::new(r.status, r.code, r.reason);
+        refusal.www_authenticate = r.www_authenticate;
+        refusal
+    }
 }
 
 fn decode_refusal(e: DecodeError) -> Refusal {
