@@ -43,6 +43,34 @@ impl Refused {
         }
     }
 
+    /// Counts the refusal under its code and, when `log`, logs the 1st,
+    /// 2nd, 4th, 8th… of the code; `what` was refused ("batch").
+    pub(crate) fn count(&self, metrics: &ComponentMetrics, component: &str, what: &str, log: bool) {
+        let errors = metrics.errors(self.code);
+        errors.inc();
+        if log && errors.get().is_power_of_two() {
+            tracing::warn!(
+                component = %component,
+                "refused a {what} with HTTP {} ({}): {} (such refusals so far: {})",
+                self.status,
+                self.code,
+                self.reason,
+                errors.get()
+            );
+        }
+    }
+
+    /// Over `max_decoded_size` by the length a snappy header states.
+    pub(crate) fn decoded_too_large(size: usize, limit: usize) -> Self {
+        Refused::new(
+            413,
+            "decoded_too_large",
+            format!(
+                "the body would decompress to {size} bytes, over max_decoded_size ({limit} bytes)"
+            ),
+        )
+    }
+
     /// The plain-text response: `Retry-After` on a 503, `Connection: close`
     /// on a 413 (the body may be left unread), `WWW-Authenticate` on a 401.
     pub(crate) fn response(&self) -> Response<Body> {
@@ -122,11 +150,13 @@ pub struct PushConfig {
     pub auth: Option<crate::auth::Config>,
 }
 
-fn default_max_body_size() -> ByteSize {
+/// `max_body_size` of the receivers: 8 MiB.
+pub(crate) fn default_max_body_size() -> ByteSize {
     ByteSize(8 << 20)
 }
 
-fn default_max_decoded_size() -> ByteSize {
+/// `max_decoded_size` of the receivers: 32 MiB.
+pub(crate) fn default_max_decoded_size() -> ByteSize {
     ByteSize(32 << 20)
 }
 
@@ -146,13 +176,7 @@ impl PushConfig {
             ));
         }
         #[cfg(feature = "auth")]
-        if let Some(a) = &self.auth {
-            p.extend(
-                a.validate()
-                    .into_iter()
-                    .map(|x| Problem::new(format!("auth.{}", x.key), x.message)),
-            );
-        }
+        p.extend(validate_auth(self.auth.as_ref()));
         p
     }
 
@@ -166,14 +190,7 @@ impl PushConfig {
         handle: Handler,
     ) -> Result<Box<dyn Source>, Problem> {
         #[cfg(feature = "auth")]
-        let auth = match &self.auth {
-            None => None,
-            Some(a) => {
-                Some(Arc::new(a.build(cx).map_err(|x| {
-                    Problem::new(format!("auth.{}", x.key), x.message)
-                })?))
-            }
-        };
+        let auth = build_auth(self.auth.as_ref(), cx)?;
         #[cfg(not(feature = "auth"))]
         let _ = cx;
         Ok(Box::new(PushSource {
@@ -264,6 +281,65 @@ pub(crate) async fn read_body(req: Request<Incoming>, max_body: usize) -> Result
             }
         })?
         .to_bytes())
+}
+
+/// Inflates at most `max` bytes: a gzip bomb is cut off there.
+///
+/// # Errors
+/// Not gzip (400, `bad_gzip`), or more than `max` bytes once inflated
+/// (413, `decoded_too_large`).
+#[cfg(any(feature = "logs", feature = "otlp"))]
+pub(crate) fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Refused> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Refused::new(
+                400,
+                "bad_gzip",
+                format!("Content-Encoding gzip, but the body does not inflate: {e}"),
+            )
+        })?;
+    if out.len() > max {
+        return Err(Refused::new(
+            413,
+            "decoded_too_large",
+            format!("the body inflates past max_decoded_size ({max} bytes)"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The problems of a receiver's `auth` table, under `auth.`.
+#[cfg(feature = "auth")]
+pub(crate) fn validate_auth(auth: Option<&crate::auth::Config>) -> Vec<Problem> {
+    auth.map(|a| {
+        a.validate()
+            .into_iter()
+            .map(|x| Problem::new(format!("auth.{}", x.key), x.message))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A receiver's `auth`, built.
+///
+/// # Errors
+/// A policy or key file that does not load, under `auth.`.
+#[cfg(feature = "auth")]
+pub(crate) fn build_auth(
+    auth: Option<&crate::auth::Config>,
+    cx: &BuildContext,
+) -> Result<Option<Arc<crate::auth::Auth>>, Problem> {
+    auth.map(|a| {
+        a.build(cx)
+            .map(Arc::new)
+            .map_err(|x| Problem::new(format!("auth.{}", x.key), x.message))
+    })
+    .transpose()
 }
 
 /// The request's principal, or the refusal (401 with `WWW-Authenticate`,
@@ -403,19 +479,7 @@ impl Push {
         match result {
             Ok(()) => http_util::response(204, "text/plain; charset=utf-8", ""),
             Err(r) => {
-                let errors = self.metrics.errors(r.code);
-                errors.inc();
-                if errors.get().is_power_of_two() {
-                    tracing::warn!(
-                        component = %self.id,
-                        "refused a {} with HTTP {} ({}): {} (such refusals so far: {})",
-                        self.what,
-                        r.status,
-                        r.code,
-                        r.reason,
-                        errors.get()
-                    );
-                }
+                r.count(&self.metrics, &self.id, self.what, true);
                 r.response()
             }
         }
@@ -546,6 +610,27 @@ pub(crate) mod testing {
             );
             assert_eq!(a.status, 204, "{}", a.body);
             events.unwrap().unwrap()
+        }
+    }
+
+    impl Running {
+        /// Sends a request whose events the sink downstream drops without
+        /// marking them done (it could not store them); the answer.
+        pub(crate) async fn not_stored(
+            &mut self,
+            path: &str,
+            body: Vec<u8>,
+            headers: &[(&str, &str)],
+        ) -> Answered {
+            let dropping = async {
+                let batch = tokio::time::timeout(Duration::from_secs(10), self.rx.recv_batch())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                drop(batch);
+            };
+            let (a, ()) = tokio::join!(send(self.addr, "POST", path, body, headers), dropping);
+            a
         }
     }
 

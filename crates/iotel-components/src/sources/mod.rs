@@ -4,7 +4,9 @@ pub mod device_health;
 #[cfg(feature = "logs")]
 pub mod file_tail;
 pub mod generator;
-#[cfg(feature = "receiver")]
+// The OTLP/HTTP server reads and inflates bodies with it too.
+#[cfg(any(feature = "receiver", feature = "otlp"))]
+#[cfg_attr(not(feature = "receiver"), allow(dead_code))]
 mod http_receiver;
 pub mod internal_metrics;
 #[cfg(feature = "receiver")]

@@ -56,10 +56,10 @@ pub struct Config {
     /// Where to listen, e.g. `0.0.0.0:7070`.
     pub address: SocketAddr,
     /// The largest request body, as sent (compressed).
-    #[serde(default = "default_max_body_size")]
+    #[serde(default = "super::http_receiver::default_max_body_size")]
     pub max_body_size: ByteSize,
     /// The largest body once decompressed: the decompression-bomb guard.
-    #[serde(default = "default_max_decoded_size")]
+    #[serde(default = "super::http_receiver::default_max_decoded_size")]
     pub max_decoded_size: ByteSize,
     /// Events (samples, log records, spans) in one batch at most.
     #[serde(default = "default_max_events")]
@@ -74,14 +74,6 @@ pub struct Config {
     pub auth: Option<crate::auth::Config>,
 }
 
-fn default_max_body_size() -> ByteSize {
-    ByteSize(8 << 20)
-}
-
-fn default_max_decoded_size() -> ByteSize {
-    ByteSize(32 << 20)
-}
-
 fn default_max_events() -> NonZeroUsize {
     NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN)
 }
@@ -92,15 +84,10 @@ fn default_max_agents() -> NonZeroUsize {
 
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
         let mut p = super::http_receiver::validate_sizes(self.max_body_size, self.max_decoded_size);
         #[cfg(feature = "auth")]
-        if let Some(a) = &self.auth {
-            p.extend(
-                a.validate()
-                    .into_iter()
-                    .map(|x| Problem::new(format!("auth.{}", x.key), x.message)),
-            );
-        }
+        p.extend(super::http_receiver::validate_auth(self.auth.as_ref()));
         p
     }
 
@@ -108,14 +95,7 @@ impl Config {
     /// With `auth`: a policy or key file that does not load.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         #[cfg(feature = "auth")]
-        let auth = match &self.auth {
-            None => None,
-            Some(a) => {
-                Some(Arc::new(a.build(cx).map_err(|x| {
-                    Problem::new(format!("auth.{}", x.key), x.message)
-                })?))
-            }
-        };
+        let auth = super::http_receiver::build_auth(self.auth.as_ref(), cx)?;
         #[cfg(not(feature = "auth"))]
         let _ = cx;
         Ok(Box::new(NativeSource {
@@ -280,19 +260,15 @@ impl Receiver {
     }
 
     fn refuse(&self, r: Refusal) -> Response<Body> {
-        let errors = self.metrics.errors(r.code);
-        errors.inc();
-        if r.status != 409 && errors.get().is_power_of_two() {
-            tracing::warn!(
-                component = %self.id,
-                "refused a batch with HTTP {} ({}): {} (such refusals so far: {})",
-                r.status,
-                r.code,
-                r.reason,
-                errors.get()
-            );
-        }
-        let mut resp = http_util::response(r.status, "text/plain; charset=utf-8", r.reason);
+        let refused = Refused {
+            status: r.status,
+            code: r.code,
+            reason: r.reason,
+            www_authenticate: r.www_authenticate,
+        };
+        // A retransmit is routine: counted, not logged.
+        refused.count(&self.metrics, &self.id, "batch", r.status != 409);
+        let mut resp = refused.response();
         let headers = resp.headers_mut();
         if let Some(next) = r.next_sequence {
             headers.insert(NEXT_SEQUENCE, http::HeaderValue::from(next));
@@ -302,25 +278,6 @@ impl Receiver {
             .and_then(|r| http::HeaderValue::from_str(&r).ok())
         {
             headers.insert(RECEIVED, v);
-        }
-        if let Some(v) = r
-            .www_authenticate
-            .and_then(|v| http::HeaderValue::from_str(&v).ok())
-        {
-            headers.insert(http::header::WWW_AUTHENTICATE, v);
-        }
-        match r.status {
-            503 => {
-                headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
-            }
-            413 => {
-                // The body may be left unread: do not reuse the connection.
-                headers.insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            _ => {}
         }
         resp
     }

@@ -28,14 +28,13 @@
 #[cfg(test)]
 mod tests;
 
-use super::http_receiver::{Handler, Push, Refused, header_essence, read_body};
+use super::http_receiver::{Handler, Push, Refused, gunzip, header_essence, read_body};
 use crate::{BuildContext, Problem};
 use hyper::Request;
 use hyper::body::Incoming;
 use iotel_engine::Source;
 use iotel_formats::loki::{self, DecodeError};
 use iotel_model::Events;
-use std::io::Read;
 use std::sync::Arc;
 
 /// The path push requests go to unless `path` says otherwise.
@@ -143,39 +142,9 @@ fn format_of<B>(req: &Request<B>) -> Result<Format, Refused> {
     Ok(format)
 }
 
-/// Inflates at most `max` bytes: a gzip bomb is cut off there.
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Refused> {
-    let mut out = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::GzDecoder::new(body)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Refused::new(
-                400,
-                "bad_gzip",
-                format!("Content-Encoding gzip, but the body does not inflate: {e}"),
-            )
-        })?;
-    if out.len() > max {
-        return Err(Refused::new(
-            413,
-            "decoded_too_large",
-            format!("the body inflates past max_decoded_size ({max} bytes)"),
-        ));
-    }
-    Ok(out)
-}
-
 fn decode_refusal(e: DecodeError) -> Refused {
     match e {
-        DecodeError::TooLarge { size, limit } => Refused::new(
-            413,
-            "decoded_too_large",
-            format!(
-                "the body would decompress to {size} bytes, over max_decoded_size ({limit} bytes)"
-            ),
-        ),
+        DecodeError::TooLarge { size, limit } => Refused::decoded_too_large(size, limit),
         e => Refused::new(
             400,
             "bad_payload",

@@ -100,13 +100,7 @@ fn check_headers<B>(req: &Request<B>) -> Result<(), Refused> {
 
 fn decode_refusal(e: DecodeError) -> Refused {
     match e {
-        DecodeError::TooLarge { size, limit } => Refused::new(
-            413,
-            "decoded_too_large",
-            format!(
-                "the body would decompress to {size} bytes, over max_decoded_size ({limit} bytes)"
-            ),
-        ),
+        DecodeError::TooLarge { size, limit } => Refused::decoded_too_large(size, limit),
         e => Refused::new(
             400,
             "bad_payload",
