@@ -283,6 +283,41 @@ async fn bad_requests_get_their_status_reason_and_counter() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_without_content_length_is_cut_off_at_max_body_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut r = run("max_body_size = \"1KiB\"").await;
+    let mut stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    let head = format!(
+        "POST {DEFAULT_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Encoding: snappy\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // 2 KiB in 512-byte chunks, no end: the receiver answers once past 1 KiB.
+    for _ in 0..4 {
+        let chunk = format!("200\r\n{}\r\n", "x".repeat(512));
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(
+        answer.ends_with("the body is larger, over max_body_size (1024 bytes)"),
+        "{answer}"
+    );
+    assert_eq!(r.metrics.errors("too_large").get(), 1);
+    assert!(r.rx.try_recv().is_none());
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn a_request_downstream_could_not_store_is_answered_503_with_retry_after() {
     let mut r = run("path = \"/receive\"").await;
     let body = snappy(&request().encode_to_vec());
