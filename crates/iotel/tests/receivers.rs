@@ -124,3 +124,86 @@ path = "{{DIR}}/samples.ndjson"
         node.proc.stderr()
     );
 }
+
+/// A Loki client (iotel's own `loki` sink, protobuf and JSON) pushes to the
+/// `loki` source of the same node; the `file` sink behind it holds every
+/// record with its line, structured metadata and `X-Scope-OrgID` tenant.
+#[cfg(feature = "logs")]
+#[test]
+fn loki_pushes_arrive_through_the_loki_source_with_their_tenant() {
+    let port = util::free_port();
+    let config = format!(
+        r#"
+[api]
+address = "{{API}}"
+
+[sources.gen]
+type = "generator"
+signal = "log"
+count = 4
+batch_size = 2
+interval = "50ms"
+
+[sinks.push_protobuf]
+type = "loki"
+inputs = ["gen"]
+endpoint = "http://127.0.0.1:{port}"
+tenant_id = "fleet-a"
+structured_metadata = ["seq"]
+
+[sinks.push_json]
+type = "loki"
+inputs = ["gen"]
+endpoint = "http://127.0.0.1:{port}"
+encoding = "json"
+structured_metadata = ["seq"]
+
+[sources.loki_in]
+type = "loki"
+address = "127.0.0.1:{port}"
+
+[sinks.out]
+type = "file"
+inputs = ["loki_in"]
+path = "{{DIR}}/logs.ndjson"
+"#
+    );
+    let mut node = Iotel::start("gateway", &config, &[]);
+    let out = node.dir().join("logs.ndjson");
+    wait_for(
+        "8 records through the loki source",
+        Duration::from_secs(30),
+        || {
+            let n = std::fs::read_to_string(&out).ok()?.lines().count();
+            (n >= 8).then_some(n)
+        },
+    );
+    let status = node.proc.terminate(Duration::from_secs(20)).unwrap();
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        node.proc.report()
+    );
+    let mut got: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {} {} {}",
+                v["message"], v["labels"], v["fields"], v["severity"]
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = Vec::new();
+    for tenant in [r#","tenant":"fleet-a""#, ""] {
+        for seq in 0..4 {
+            want.push(format!(
+                r#""generated line {seq}" {{"agent":"iotel"{tenant}}} {{"seq":"{seq}"}} null"#
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(got, want, "{}", node.proc.report());
+}
