@@ -1,7 +1,9 @@
 //! What the HTTP receivers share (`iotel`, `prometheus_remote_write`,
-//! `loki`): the refusal a request gets, reading a body within its limits,
-//! bearer-token authentication, and — for the push receivers — handing
-//! events downstream and answering only once they are safe.
+//! `loki`, and `otlp` for bodies): the refusal a request gets, reading a
+//! body within its limits and inflating gzip within `max_decoded_size`,
+//! bearer-token authentication, and — for the push receivers
+//! (`PushConfig`, `Push`) — one path, handing events downstream and
+//! answering 204 only once every sink has them safe.
 
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
