@@ -616,6 +616,16 @@ pub(crate) mod testing {
     }
 
     impl Running {
+        /// POSTs `body` to `path`; the answer.
+        pub(crate) async fn post(
+            &self,
+            path: &str,
+            body: Vec<u8>,
+            headers: &[(&str, &str)],
+        ) -> Answered {
+            send(self.addr, "POST", path, body, headers).await
+        }
+
         /// Sends a request whose events the sink downstream drops without
         /// marking them done (it could not store them); the answer.
         pub(crate) async fn not_stored(

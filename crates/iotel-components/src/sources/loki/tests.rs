@@ -176,14 +176,9 @@ async fn the_scope_org_id_header_becomes_the_tenant_label_of_every_record() {
 #[tokio::test]
 async fn bad_pushes_get_their_status_reason_and_counter() {
     let mut r = run("max_body_size = \"2KiB\"\nmax_decoded_size = \"4KiB\"").await;
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        b"{\"streams\": 1}".to_vec(),
-        JSON,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, b"{\"streams\": 1}".to_vec(), JSON)
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -192,14 +187,9 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
         )
     );
     let bad_time = json!({"streams": [{"stream": {"job": "x"}, "values": [["soon", "l"]]}]});
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        bad_time.to_string().into_bytes(),
-        JSON,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, bad_time.to_string().into_bytes(), JSON)
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -208,14 +198,9 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
              nanoseconds since the epoch"
         )
     );
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        b"\xff\xff\xff\xff".to_vec(),
-        PROTOBUF,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, b"\xff\xff\xff\xff".to_vec(), PROTOBUF)
+        .await;
     assert_eq!(a.status, 400);
     assert!(
         a.body
@@ -228,7 +213,7 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
         ("content-type", "application/json"),
         ("content-encoding", "gzip"),
     ];
-    let a = send(r.addr, "POST", DEFAULT_PATH, b"not gzip".to_vec(), &gz).await;
+    let a = r.post(DEFAULT_PATH, b"not gzip".to_vec(), &gz).await;
     assert_eq!(a.status, 400);
     assert!(
         a.body
@@ -241,7 +226,7 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
     // Bombs: a snappy header stating 1 GiB, refused before inflating; gzip
     // inflating past max_decoded_size, cut off there.
     let bomb = vec![0x80, 0x80, 0x80, 0x80, 0x04, 0x00];
-    let a = send(r.addr, "POST", DEFAULT_PATH, bomb, PROTOBUF).await;
+    let a = r.post(DEFAULT_PATH, bomb, PROTOBUF).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -249,20 +234,13 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
             "the body would decompress to 1073741824 bytes, over max_decoded_size (4096 bytes)"
         )
     );
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        gzip(&vec![b' '; 1 << 20]),
-        &gz,
-    )
-    .await;
+    let a = r.post(DEFAULT_PATH, gzip(&vec![b' '; 1 << 20]), &gz).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (413, "the body inflates past max_decoded_size (4096 bytes)")
     );
     assert_eq!(r.metrics.errors("decoded_too_large").get(), 2);
-    let a = send(r.addr, "POST", DEFAULT_PATH, vec![b' '; 4096], JSON).await;
+    let a = r.post(DEFAULT_PATH, vec![b' '; 4096], JSON).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -273,14 +251,13 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
     assert_eq!(r.metrics.errors("too_large").get(), 1);
 
     // Content types and encodings the push API does not speak.
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        json_request(),
-        &[("content-type", "text/plain")],
-    )
-    .await;
+    let a = r
+        .post(
+            DEFAULT_PATH,
+            json_request(),
+            &[("content-type", "text/plain")],
+        )
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -289,17 +266,16 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
         )
     );
     assert_eq!(r.metrics.errors("unsupported_content_type").get(), 1);
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        push_request(),
-        &[
-            ("content-type", "application/x-protobuf"),
-            ("content-encoding", "gzip"),
-        ],
-    )
-    .await;
+    let a = r
+        .post(
+            DEFAULT_PATH,
+            push_request(),
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "gzip"),
+            ],
+        )
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -307,21 +283,20 @@ async fn bad_pushes_get_their_status_reason_and_counter() {
             "Content-Encoding \"gzip\": expected snappy or none for protobuf"
         )
     );
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        json_request(),
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "br"),
-        ],
-    )
-    .await;
+    let a = r
+        .post(
+            DEFAULT_PATH,
+            json_request(),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "br"),
+            ],
+        )
+        .await;
     assert_eq!(a.status, 415);
     assert_eq!(r.metrics.errors("unsupported_encoding").get(), 2);
 
-    let a = send(r.addr, "POST", "/api/prom/push", json_request(), JSON).await;
+    let a = r.post("/api/prom/push", json_request(), JSON).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -366,14 +341,14 @@ async fn with_auth_a_push_needs_a_token_for_the_tenant_it_names() {
     let key = ed25519("k1");
     let mut r = run(&auth_table(dir.path(), &[&key])).await;
 
-    let a = send(r.addr, "POST", DEFAULT_PATH, json_request(), JSON).await;
+    let a = r.post(DEFAULT_PATH, json_request(), JSON).await;
     assert_eq!(a.status, 401);
     assert!(a.headers.contains_key("www-authenticate"));
     assert_eq!(r.metrics.errors("missing_token").get(), 1);
     let forged = format!("Bearer {}", sign(&ed25519("k1"), &claims()));
     let mut headers = JSON.to_vec();
     headers.push(("authorization", &forged));
-    let a = send(r.addr, "POST", DEFAULT_PATH, json_request(), &headers).await;
+    let a = r.post(DEFAULT_PATH, json_request(), &headers).await;
     assert_eq!(a.status, 401);
     assert_eq!(r.metrics.errors("bad_signature").get(), 1);
 
@@ -390,7 +365,7 @@ async fn with_auth_a_push_needs_a_token_for_the_tenant_it_names() {
     // Another tenant in X-Scope-OrgID: refused, nothing downstream.
     headers.pop();
     headers.push(("x-scope-orgid", "globex"));
-    let a = send(r.addr, "POST", DEFAULT_PATH, json_request(), &headers).await;
+    let a = r.post(DEFAULT_PATH, json_request(), &headers).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (

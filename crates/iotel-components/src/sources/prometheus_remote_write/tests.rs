@@ -145,7 +145,7 @@ async fn a_remote_write_request_becomes_its_exact_samples_and_is_answered_204() 
 async fn an_empty_request_is_answered_204_and_sends_nothing_downstream() {
     let mut r = run("").await;
     let body = snappy(&proto::WriteRequest::default().encode_to_vec());
-    let a = send(r.addr, "POST", DEFAULT_PATH, body, HEADERS).await;
+    let a = r.post(DEFAULT_PATH, body, HEADERS).await;
     assert_eq!(a.status, 204, "{}", a.body);
     assert!(r.rx.try_recv().is_none());
     r.stop().await;
@@ -157,14 +157,9 @@ async fn bad_requests_get_their_status_reason_and_counter() {
     let good = snappy(&request().encode_to_vec());
 
     // Not snappy: 400 with the reason, not retried by Prometheus.
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        b"\xff\xff\xff\xff\xff\xff".to_vec(),
-        HEADERS,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, b"\xff\xff\xff\xff\xff\xff".to_vec(), HEADERS)
+        .await;
     assert_eq!(a.status, 400);
     assert!(
         a.body
@@ -173,7 +168,7 @@ async fn bad_requests_get_their_status_reason_and_counter() {
         a.body
     );
     // Snappy, but not a WriteRequest; then a series without a name.
-    let a = send(r.addr, "POST", DEFAULT_PATH, snappy(b"\x0a\xff"), HEADERS).await;
+    let a = r.post(DEFAULT_PATH, snappy(b"\x0a\xff"), HEADERS).await;
     assert_eq!(a.status, 400);
     let nameless = proto::WriteRequest {
         timeseries: vec![proto::TimeSeries {
@@ -183,14 +178,9 @@ async fn bad_requests_get_their_status_reason_and_counter() {
         }],
         metadata: vec![],
     };
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        snappy(&nameless.encode_to_vec()),
-        HEADERS,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, snappy(&nameless.encode_to_vec()), HEADERS)
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -202,7 +192,7 @@ async fn bad_requests_get_their_status_reason_and_counter() {
 
     // A snappy bomb: its header states 1 GiB; refused before inflating.
     let bomb = vec![0x80, 0x80, 0x80, 0x80, 0x04, 0x00];
-    let a = send(r.addr, "POST", DEFAULT_PATH, bomb, HEADERS).await;
+    let a = r.post(DEFAULT_PATH, bomb, HEADERS).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -213,12 +203,12 @@ async fn bad_requests_get_their_status_reason_and_counter() {
     // A real one: under 2 KiB as sent, inflating to 32 KiB.
     let zeros = snappy(&vec![0u8; 32 << 10]);
     assert!(zeros.len() < 2048, "{}", zeros.len());
-    let a = send(r.addr, "POST", DEFAULT_PATH, zeros, HEADERS).await;
+    let a = r.post(DEFAULT_PATH, zeros, HEADERS).await;
     assert_eq!(a.status, 413);
     assert_eq!(r.metrics.errors("decoded_too_large").get(), 2);
 
     // Over max_body_size as sent, known from Content-Length.
-    let a = send(r.addr, "POST", DEFAULT_PATH, vec![0; 4096], HEADERS).await;
+    let a = r.post(DEFAULT_PATH, vec![0; 4096], HEADERS).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -232,7 +222,7 @@ async fn bad_requests_get_their_status_reason_and_counter() {
     // The wrong content type, remote write 2.0, the wrong encoding.
     let mut json = HEADERS.to_vec();
     json[0] = ("content-type", "application/json");
-    let a = send(r.addr, "POST", DEFAULT_PATH, good.clone(), &json).await;
+    let a = r.post(DEFAULT_PATH, good.clone(), &json).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -245,22 +235,22 @@ async fn bad_requests_get_their_status_reason_and_counter() {
         "content-type",
         "application/x-protobuf;proto=io.prometheus.write.v2.Request",
     );
-    let a = send(r.addr, "POST", DEFAULT_PATH, good.clone(), &v2).await;
+    let a = r.post(DEFAULT_PATH, good.clone(), &v2).await;
     assert_eq!(a.status, 415);
     assert_eq!(r.metrics.errors("unsupported_content_type").get(), 2);
-    let a = send(r.addr, "POST", DEFAULT_PATH, good.clone(), &HEADERS[..1]).await;
+    let a = r.post(DEFAULT_PATH, good.clone(), &HEADERS[..1]).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (415, "Content-Encoding none: expected snappy")
     );
     let mut gzip = HEADERS.to_vec();
     gzip[1] = ("content-encoding", "gzip");
-    let a = send(r.addr, "POST", DEFAULT_PATH, good.clone(), &gzip).await;
+    let a = r.post(DEFAULT_PATH, good.clone(), &gzip).await;
     assert_eq!(a.status, 415);
     assert_eq!(r.metrics.errors("unsupported_encoding").get(), 2);
 
     // Another path, another method.
-    let a = send(r.addr, "POST", "/write", good.clone(), HEADERS).await;
+    let a = r.post("/write", good.clone(), HEADERS).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -369,7 +359,7 @@ async fn with_auth_a_request_needs_a_valid_token_for_its_own_tenant() {
     let mut r = run(&auth_table(dir.path(), &[&key])).await;
     let body = snappy(&request().encode_to_vec());
 
-    let a = send(r.addr, "POST", DEFAULT_PATH, body.clone(), HEADERS).await;
+    let a = r.post(DEFAULT_PATH, body.clone(), HEADERS).await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
@@ -402,14 +392,9 @@ async fn with_auth_a_request_needs_a_valid_token_for_its_own_tenant() {
     // A series naming another tenant: the whole request is refused.
     let mut other = request();
     other.timeseries[1].labels.push(label("tenant", "globex"));
-    let a = send(
-        r.addr,
-        "POST",
-        DEFAULT_PATH,
-        snappy(&other.encode_to_vec()),
-        &with_token,
-    )
-    .await;
+    let a = r
+        .post(DEFAULT_PATH, snappy(&other.encode_to_vec()), &with_token)
+        .await;
     assert_eq!(
         (a.status, a.body.as_str()),
         (
