@@ -104,7 +104,7 @@ fn format_of<B>(req: &Request<B>) -> Result<Format, Refused> {
         .as_deref()
         .filter(|e| !e.is_empty() && *e != "identity");
     let content_type = header_essence(req, http::header::CONTENT_TYPE);
-    let format = match content_type.as_deref() {
+    let format = match content_type.as_deref().filter(|t| !t.is_empty()) {
         None | Some(loki::CONTENT_TYPE_PROTOBUF) => Format::Protobuf,
         Some(loki::CONTENT_TYPE_JSON) => Format::Json {
             gzip: encoding == Some("gzip"),

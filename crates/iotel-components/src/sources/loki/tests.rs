@@ -377,3 +377,39 @@ async fn with_auth_a_push_needs_a_token_for_the_tenant_it_names() {
     assert!(r.rx.try_recv().is_none());
     r.stop().await;
 }
+
+proptest::proptest! {
+    #[test]
+    fn the_format_follows_content_type_and_encoding_or_is_refused_with_415(
+        content_type in proptest::option::of("[ -~]{0,40}|application/json|application/x-protobuf"),
+        encoding in proptest::option::of("[ -~]{0,12}|gzip|snappy"),
+    ) {
+        let mut req = http::Request::builder();
+        if let Some(t) = &content_type {
+            req = req.header("content-type", t);
+        }
+        if let Some(e) = &encoding {
+            req = req.header("content-encoding", e);
+        }
+        let req = req.body(()).unwrap();
+        let essence = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| v.split(';').next().unwrap().trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty())
+        };
+        let encoding_essence = essence(&encoding).filter(|e| e != "identity");
+        let want = match (essence(&content_type).as_deref(), encoding_essence.as_deref()) {
+            (None | Some("application/x-protobuf"), None | Some("snappy")) => Some(Format::Protobuf),
+            (Some("application/json"), None) => Some(Format::Json { gzip: false }),
+            (Some("application/json"), Some("gzip")) => Some(Format::Json { gzip: true }),
+            _ => None,
+        };
+        match format_of(&req) {
+            Ok(f) => proptest::prop_assert_eq!(Some(f), want),
+            Err(r) => {
+                proptest::prop_assert_eq!(want, None);
+                proptest::prop_assert_eq!(r.status, 415);
+            }
+        }
+    }
+}

@@ -406,3 +406,25 @@ async fn with_auth_a_request_needs_a_valid_token_for_its_own_tenant() {
     assert!(r.rx.try_recv().is_none());
     r.stop().await;
 }
+
+proptest::proptest! {
+    #[test]
+    fn only_protobuf_with_snappy_passes_the_header_check(
+        content_type in "[ -~]{0,60}",
+        encoding in "[ -~]{0,20}",
+    ) {
+        let req = http::Request::builder()
+            .header("content-type", &content_type)
+            .header("content-encoding", &encoding)
+            .body(())
+            .unwrap();
+        let essence = |v: &str| v.split(';').next().unwrap().trim().to_ascii_lowercase();
+        let ok = check_headers(&req).is_ok();
+        proptest::prop_assert_eq!(
+            ok,
+            essence(&content_type) == "application/x-protobuf"
+                && !content_type.to_ascii_lowercase().contains("proto=")
+                && essence(&encoding) == "snappy"
+        );
+    }
+}
