@@ -4,11 +4,19 @@ pub mod device_health;
 #[cfg(feature = "logs")]
 pub mod file_tail;
 pub mod generator;
+// The OTLP/HTTP server reads and inflates bodies with it too.
+#[cfg(any(feature = "receiver", feature = "otlp"))]
+#[cfg_attr(not(feature = "receiver"), allow(dead_code))]
+mod http_receiver;
 pub mod internal_metrics;
 #[cfg(feature = "receiver")]
 pub mod iotel;
+#[cfg(all(feature = "receiver", feature = "logs"))]
+pub mod loki;
 pub mod mqtt;
 pub mod otlp;
+#[cfg(feature = "receiver")]
+pub mod prometheus_remote_write;
 pub mod prometheus_scrape;
 #[cfg(feature = "logs")]
 pub mod stdin;
@@ -31,9 +39,13 @@ pub enum SourceConfig {
     InternalMetrics(internal_metrics::Config),
     #[cfg(feature = "receiver")]
     Iotel(iotel::Config),
+    #[cfg(all(feature = "receiver", feature = "logs"))]
+    Loki(loki::Config),
     // Boxed: the largest config by far.
     Mqtt(Box<mqtt::Config>),
     Otlp(otlp::Config),
+    #[cfg(feature = "receiver")]
+    PrometheusRemoteWrite(prometheus_remote_write::Config),
     PrometheusScrape(prometheus_scrape::Config),
     #[cfg(feature = "logs")]
     Stdin(stdin::Config),
@@ -49,8 +61,10 @@ impl SourceConfig {
         "generator",
         "internal_metrics",
         "iotel",
+        "loki",
         "mqtt",
         "otlp",
+        "prometheus_remote_write",
         "prometheus_scrape",
         "stdin",
         "syslog",
@@ -60,11 +74,15 @@ impl SourceConfig {
     /// edge build keeps only what a device needs): the loader says so
     /// instead of calling the type unknown.
     pub fn missing_feature(type_name: &str) -> Option<&'static str> {
-        const LOGS: &[&str] = &["file_tail", "stdin", "syslog"];
+        const LOGS: &[&str] = &["file_tail", "stdin", "syslog", "loki"];
+        const RECEIVER: &[&str] = &["iotel", "prometheus_remote_write", "loki"];
+        if !cfg!(feature = "receiver") && RECEIVER.contains(&type_name) {
+            return Some("receiver");
+        }
         if !cfg!(feature = "logs") && LOGS.contains(&type_name) {
             return Some("logs");
         }
-        (!cfg!(feature = "receiver") && type_name == "iotel").then_some("receiver")
+        None
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -76,8 +94,12 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(_) => "iotel",
+            #[cfg(all(feature = "receiver", feature = "logs"))]
+            SourceConfig::Loki(_) => "loki",
             SourceConfig::Mqtt(_) => "mqtt",
             SourceConfig::Otlp(_) => "otlp",
+            #[cfg(feature = "receiver")]
+            SourceConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
             SourceConfig::PrometheusScrape(_) => "prometheus_scrape",
             #[cfg(feature = "logs")]
             SourceConfig::Stdin(_) => "stdin",
@@ -96,6 +118,10 @@ impl SourceConfig {
             SourceConfig::Stdin(c) => c.signals(),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(_) => SignalSet::ALL,
+            #[cfg(all(feature = "receiver", feature = "logs"))]
+            SourceConfig::Loki(_) => SignalSet::LOGS,
+            #[cfg(feature = "receiver")]
+            SourceConfig::PrometheusRemoteWrite(_) => SignalSet::METRICS,
             SourceConfig::Mqtt(c) => c.signals(),
             SourceConfig::Otlp(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
@@ -115,6 +141,10 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.validate(),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.validate(),
+            #[cfg(all(feature = "receiver", feature = "logs"))]
+            SourceConfig::Loki(c) => c.validate(),
+            #[cfg(feature = "receiver")]
+            SourceConfig::PrometheusRemoteWrite(c) => c.validate(),
             #[cfg(feature = "mqtt")]
             SourceConfig::Mqtt(c) => c.validate(),
             #[cfg(not(feature = "mqtt"))]
@@ -136,6 +166,10 @@ impl SourceConfig {
         match self {
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => vec![format!("port {}", c.address)],
+            #[cfg(all(feature = "receiver", feature = "logs"))]
+            SourceConfig::Loki(c) => vec![format!("port {}", c.address)],
+            #[cfg(feature = "receiver")]
+            SourceConfig::PrometheusRemoteWrite(c) => vec![format!("port {}", c.address)],
             SourceConfig::Otlp(c) => c.claims(),
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(c) => c.claims(),
@@ -154,6 +188,10 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.build(cx),
             #[cfg(feature = "receiver")]
             SourceConfig::Iotel(c) => c.build(cx),
+            #[cfg(all(feature = "receiver", feature = "logs"))]
+            SourceConfig::Loki(c) => loki::build(c, cx),
+            #[cfg(feature = "receiver")]
+            SourceConfig::PrometheusRemoteWrite(c) => prometheus_remote_write::build(c, cx),
             SourceConfig::Mqtt(c) => c.build(cx),
             SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),

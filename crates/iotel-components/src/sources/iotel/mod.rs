@@ -29,12 +29,14 @@ mod dedup;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "auth")]
+use super::http_receiver::authenticate;
+use super::http_receiver::{Refused, read_body};
 use crate::http_util::{self, Body};
 use crate::id_ranges::format_ranges;
 use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE, OLDEST_SEQUENCE, RECEIVED};
 use crate::{BuildContext, Problem};
 use dedup::{MAX_RANGES, Sequences, Verdict};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use iotel_engine::config::ByteSize;
@@ -54,10 +56,10 @@ pub struct Config {
     /// Where to listen, e.g. `0.0.0.0:7070`.
     pub address: SocketAddr,
     /// The largest request body, as sent (compressed).
-    #[serde(default = "default_max_body_size")]
+    #[serde(default = "super::http_receiver::default_max_body_size")]
     pub max_body_size: ByteSize,
     /// The largest body once decompressed: the decompression-bomb guard.
-    #[serde(default = "default_max_decoded_size")]
+    #[serde(default = "super::http_receiver::default_max_decoded_size")]
     pub max_decoded_size: ByteSize,
     /// Events (samples, log records, spans) in one batch at most.
     #[serde(default = "default_max_events")]
@@ -72,14 +74,6 @@ pub struct Config {
     pub auth: Option<crate::auth::Config>,
 }
 
-fn default_max_body_size() -> ByteSize {
-    ByteSize(8 << 20)
-}
-
-fn default_max_decoded_size() -> ByteSize {
-    ByteSize(32 << 20)
-}
-
 fn default_max_events() -> NonZeroUsize {
     NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN)
 }
@@ -90,29 +84,10 @@ fn default_max_agents() -> NonZeroUsize {
 
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        for (key, size) in [
-            ("max_body_size", self.max_body_size),
-            ("max_decoded_size", self.max_decoded_size),
-        ] {
-            if size.bytes() < 1024 {
-                p.push(Problem::new(
-                    key,
-                    format!("expected at least 1KiB, got {size}"),
-                ));
-            }
-            if usize::try_from(size.bytes()).is_err() {
-                p.push(Problem::new(key, format!("{size} is too large here")));
-            }
-        }
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut p = super::http_receiver::validate_sizes(self.max_body_size, self.max_decoded_size);
         #[cfg(feature = "auth")]
-        if let Some(a) = &self.auth {
-            p.extend(
-                a.validate()
-                    .into_iter()
-                    .map(|x| Problem::new(format!("auth.{}", x.key), x.message)),
-            );
-        }
+        p.extend(super::http_receiver::validate_auth(self.auth.as_ref()));
         p
     }
 
@@ -120,14 +95,7 @@ impl Config {
     /// With `auth`: a policy or key file that does not load.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         #[cfg(feature = "auth")]
-        let auth = match &self.auth {
-            None => None,
-            Some(a) => {
-                Some(Arc::new(a.build(cx).map_err(|x| {
-                    Problem::new(format!("auth.{}", x.key), x.message)
-                })?))
-            }
-        };
+        let auth = super::http_receiver::build_auth(self.auth.as_ref(), cx)?;
         #[cfg(not(feature = "auth"))]
         let _ = cx;
         Ok(Box::new(NativeSource {
@@ -227,10 +195,6 @@ impl NativeSource {
     }
 }
 
-/// A request body slower than this is refused: a stalled agent must not
-/// hold a connection (and the node's shutdown) forever.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 struct Receiver {
     #[cfg(feature = "auth")]
     auth: Option<Arc<crate::auth::Auth>>,
@@ -296,19 +260,15 @@ impl Receiver {
     }
 
     fn refuse(&self, r: Refusal) -> Response<Body> {
-        let errors = self.metrics.errors(r.code);
-        errors.inc();
-        if r.status != 409 && errors.get().is_power_of_two() {
-            tracing::warn!(
-                component = %self.id,
-                "refused a batch with HTTP {} ({}): {} (such refusals so far: {})",
-                r.status,
-                r.code,
-                r.reason,
-                errors.get()
-            );
-        }
-        let mut resp = http_util::response(r.status, "text/plain; charset=utf-8", r.reason);
+        let refused = Refused {
+            status: r.status,
+            code: r.code,
+            reason: r.reason,
+            www_authenticate: r.www_authenticate,
+        };
+        // A retransmit is routine: counted, not logged.
+        refused.count(&self.metrics, &self.id, "batch", r.status != 409);
+        let mut resp = refused.response();
         let headers = resp.headers_mut();
         if let Some(next) = r.next_sequence {
             headers.insert(NEXT_SEQUENCE, http::HeaderValue::from(next));
@@ -318,25 +278,6 @@ impl Receiver {
             .and_then(|r| http::HeaderValue::from_str(&r).ok())
         {
             headers.insert(RECEIVED, v);
-        }
-        if let Some(v) = r
-            .www_authenticate
-            .and_then(|v| http::HeaderValue::from_str(&v).ok())
-        {
-            headers.insert(http::header::WWW_AUTHENTICATE, v);
-        }
-        match r.status {
-            503 => {
-                headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
-            }
-            413 => {
-                // The body may be left unread: do not reuse the connection.
-                headers.insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            _ => {}
         }
         resp
     }
@@ -361,24 +302,6 @@ impl Receiver {
             None => None,
             Some(auth) => Some((auth, authenticate(auth, &req).await?)),
         };
-        let too_large = |size: String| {
-            Refusal::new(
-                413,
-                "too_large",
-                format!(
-                    "the body is {size}, over max_body_size ({} bytes)",
-                    self.max_body
-                ),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > self.max_body as u64) {
-            return Err(too_large(format!("{n} bytes")));
-        }
         let sequence_header = |name: &str| match req.headers().get(name) {
             None => Ok(None),
             Some(v) => v
@@ -410,24 +333,7 @@ impl Receiver {
         );
         let last = sequence_header(LAST_SEQUENCE)?;
         let oldest = sequence_header(OLDEST_SEQUENCE)?;
-        let reading = http_body_util::Limited::new(req.into_body(), self.max_body).collect();
-        let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
-            .await
-            .map_err(|_| {
-                Refusal::new(
-                    408,
-                    "body_timeout",
-                    format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
-                )
-            })?
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large("larger".into())
-                } else {
-                    Refusal::new(400, "bad_body", format!("reading the body failed: {e}"))
-                }
-            })?
-            .to_bytes();
+        let body = read_body(req, self.max_body).await?;
         // A forged or changed batch is refused before anything decodes it.
         #[cfg(feature = "auth")]
         if let Some((auth, who)) = &principal
@@ -567,24 +473,12 @@ impl Receiver {
     }
 }
 
-/// The request's principal, or the refusal (401, or 503 without keys).
-#[cfg(feature = "auth")]
-async fn authenticate(
-    auth: &crate::auth::Auth,
-    req: &Request<Incoming>,
-) -> Result<crate::auth::Principal, Refusal> {
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    auth.authenticate(header).await.map_err(|e| {
-        auth.audit_failure(&e, &http_util::peer_of(req));
-        let mut r = Refusal::new(e.status(), e.code(), e.to_string());
-        if e.status() == 401 {
-            r.www_authenticate = Some(e.www_authenticate());
-        }
-        r
-    })
+impl From<Refused> for Refusal {
+    fn from(r: Refused) -> Self {
+        let mut refusal = Refusal::new(r.status, r.code, r.reason);
+        refusal.www_authenticate = r.www_authenticate;
+        refusal
+    }
 }
 
 fn decode_refusal(e: DecodeError) -> Refusal {

@@ -1,6 +1,4 @@
 use super::*;
-use crate::http_util;
-use http_body_util::BodyExt;
 use iotel_engine::shutdown::{self, ShutdownTrigger};
 use iotel_engine::{ComponentKey, TestReceiver};
 use iotel_formats::native::Compression;
@@ -89,31 +87,18 @@ async fn send(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> Answered {
-    let mut r = http::Request::new(http_util::Body::new(body.into()));
-    *r.method_mut() = method.parse().unwrap();
-    *r.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
-    for (k, v) in headers {
-        r.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let resp = http_util::client().request(r).await.unwrap();
-    let status = resp.status().as_u16();
-    let next = resp
-        .headers()
-        .get(NEXT_SEQUENCE)
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let received = resp
-        .headers()
-        .get(RECEIVED)
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let a = crate::sources::http_receiver::testing::send(addr, method, path, body, headers).await;
     Answered {
-        status,
-        next,
-        received,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        status: a.status,
+        next: a
+            .headers
+            .get(NEXT_SEQUENCE)
+            .map(|v| v.to_str().unwrap().parse().unwrap()),
+        received: a
+            .headers
+            .get(RECEIVED)
+            .map(|v| v.to_str().unwrap().to_string()),
+        body: a.body,
     }
 }
 

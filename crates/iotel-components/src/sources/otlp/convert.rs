@@ -80,6 +80,22 @@ impl Refusal {
     }
 }
 
+impl From<crate::sources::http_receiver::Refused> for Refusal {
+    /// A refusal of the shared HTTP receiver code (reading the body,
+    /// inflating it), under the same code and reason.
+    fn from(r: crate::sources::http_receiver::Refused) -> Self {
+        let failure = match r.status {
+            413 => Failure::TooLarge,
+            415 => Failure::Unsupported,
+            404 => Failure::NotFound,
+            405 => Failure::MethodNotAllowed,
+            503 => Failure::Unavailable,
+            _ => Failure::BadRequest,
+        };
+        Refusal::new(failure, r.code, r.reason)
+    }
+}
+
 /// Turns requests into events downstream; one per source, shared by its
 /// servers.
 #[derive(Debug)]

@@ -6,17 +6,12 @@
 use super::Config;
 use super::convert::{Failure, Ingest, Refusal, Request, Response};
 use crate::http_util::{self, Body};
-use http_body_util::BodyExt;
+use crate::sources::http_receiver::{gunzip, read_body};
 use hyper::body::Incoming;
 use iotel_engine::{ComponentError, ComponentFuture, Source, SourceContext};
 use iotel_formats::otlp::{self, RpcStatus, logs, metrics, traces};
 use prost::Message;
-use std::io::Read;
 use std::sync::Arc;
-
-/// A request body slower than this is refused: a stalled client must not
-/// hold a connection (and the node's shutdown) forever.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug)]
 pub(super) struct OtlpSource {
@@ -253,46 +248,7 @@ async fn accept(
             ));
         }
     };
-    let too_large = |size: String| {
-        Refusal::new(
-            Failure::TooLarge,
-            "too_large",
-            format!(
-                "the body is {size}, over max_body_size ({} bytes)",
-                limits.max_body
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > limits.max_body as u64) {
-        return Err(too_large(format!("{n} bytes")));
-    }
-    let reading = http_body_util::Limited::new(req.into_body(), limits.max_body).collect();
-    let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                Failure::BadRequest,
-                "body_timeout",
-                format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
-            )
-        })?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large("larger".into())
-            } else {
-                Refusal::new(
-                    Failure::BadRequest,
-                    "bad_body",
-                    format!("reading the body failed: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+    let body = read_body(req, limits.max_body).await?;
     let body = if gzip {
         gunzip(&body, limits.max_decoded)?
     } else {
@@ -300,33 +256,6 @@ async fn accept(
     };
     let request = decode(signal, format, &body)?;
     ingest.ingest(request).await
-}
-
-/// Inflates at most `max` bytes: a gzip bomb is cut off there.
-///
-/// # Errors
-/// Not gzip (400), or more than `max` bytes once inflated (413).
-pub(super) fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
-    let mut out = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::GzDecoder::new(body)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Refusal::new(
-                Failure::BadRequest,
-                "bad_gzip",
-                format!("Content-Encoding gzip, but the body does not inflate: {e}"),
-            )
-        })?;
-    if out.len() > max {
-        return Err(Refusal::new(
-            Failure::TooLarge,
-            "decoded_too_large",
-            format!("the body inflates past max_decoded_size ({max} bytes)"),
-        ));
-    }
-    Ok(out)
 }
 
 fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Request, Refusal> {
