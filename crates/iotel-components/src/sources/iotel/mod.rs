@@ -31,6 +31,8 @@
 
 mod dedup;
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::http_util::{self, Body};
