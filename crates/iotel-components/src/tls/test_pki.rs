@@ -175,6 +175,8 @@ pub async fn request(
     use http_body_util::BodyExt;
     let req = http::Request::post(path)
         .header(http::header::HOST, "localhost")
+        // What OTLP/HTTP needs; the native protocol does not look.
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf")
         .body(crate::http_util::Body::new(body.into()))
         .unwrap();
     let resp = sender.send_request(req).await.map_err(|e| {

@@ -108,7 +108,7 @@ fn status(ingest: &Ingest, r: &Refusal) -> tonic::Status {
 impl Grpc {
     async fn export(&self, request: Request) -> Result<Response, tonic::Status> {
         self.0
-            .ingest(request)
+            .ingest(request, None)
             .await
             .map_err(|r| status(&self.0, &r))
     }
