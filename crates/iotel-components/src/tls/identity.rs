@@ -427,3 +427,115 @@ pub fn describe(peer: &PeerIdentity) -> String {
         (None, None) => format!("serial {}", peer.serial_hex),
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn binding(extra: &str) -> Binding {
+        let c: IdentityConfig = toml::from_str(extra).unwrap();
+        c.build("identity", &crate::BuildContext::for_test("in"))
+            .unwrap()
+    }
+
+    fn peer(spiffe: Option<&str>, cn: Option<&str>) -> PeerIdentity {
+        PeerIdentity {
+            spiffe_id: spiffe.map(str::to_string),
+            common_name: cn.map(str::to_string),
+            serial_hex: "01".into(),
+        }
+    }
+
+    fn bound(label: &str, value: &str) -> Bound {
+        Bound {
+            label: label.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn the_identity_is_the_spiffe_device_or_gateway_id_else_the_cn() {
+        let b = binding("");
+        let check = |s: Option<&str>, cn: Option<&str>| b.check(Some(&peer(s, cn)));
+        assert_eq!(
+            check(Some("spiffe://td/device/d1"), Some("x")),
+            Ok(bound("device_id", "d1"))
+        );
+        assert_eq!(
+            check(Some("spiffe://td/gateway/g1"), Some("x")),
+            Ok(bound("gateway_id", "g1"))
+        );
+        for other in [
+            "spiffe://td/service/s1",
+            "spiffe://td/device/",
+            "spiffe://td/device/a/b",
+            "spiffe://td",
+        ] {
+            assert_eq!(
+                check(Some(other), Some("cn-1")),
+                Ok(bound("device_id", "cn-1"))
+            );
+        }
+        assert_eq!(check(None, Some("cn-1")), Ok(bound("device_id", "cn-1")));
+        assert_eq!(check(None, None).unwrap_err().code, "no_identity");
+        assert_eq!(b.check(None).unwrap_err().code, "no_identity");
+        let cn = binding("from = \"cn\"\nlabel = \"node\"");
+        assert_eq!(
+            cn.check(Some(&peer(Some("spiffe://td/device/d1"), Some("cn-1")))),
+            Ok(bound("node", "cn-1"))
+        );
+    }
+
+    #[test]
+    fn deny_list_entries_are_ids_or_serials_compared_as_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deny.txt"),
+            "# revoked\n\n00:0A:1b\ndev-9 # stolen\n",
+        )
+        .unwrap();
+        let mut cx = crate::BuildContext::for_test("in");
+        cx.config_dir = dir.path().to_path_buf();
+        let c: IdentityConfig = toml::from_str("deny_list = \"deny.txt\"").unwrap();
+        let b = c.build("identity", &cx).unwrap();
+        let with_serial = |cn: &str, serial: &str| PeerIdentity {
+            serial_hex: serial.into(),
+            ..peer(None, Some(cn))
+        };
+        assert_eq!(
+            b.check(Some(&with_serial("d1", "0a1b"))).unwrap_err().code,
+            "revoked"
+        );
+        assert_eq!(
+            b.check(Some(&with_serial("dev-9", "02"))).unwrap_err().code,
+            "revoked"
+        );
+        assert!(b.check(Some(&with_serial("d1", "0a1c"))).is_ok());
+        let missing: IdentityConfig = toml::from_str("deny_list = \"nope.txt\"").unwrap();
+        let p = missing.build("identity", &cx).unwrap_err();
+        assert_eq!(p.key, "identity.deny_list");
+        assert!(p.message.contains("nope.txt"), "{}", p.message);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_as_a_certificate_give_no_identity_and_no_panic(
+            der in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let der = rustls::pki_types::CertificateDer::from(der);
+            let _ = peer_identity(&der);
+        }
+
+        #[test]
+        fn any_spiffe_id_or_cn_gives_an_identity_or_a_denial_and_no_panic(
+            s in "\\PC{0,40}", cn in proptest::option::of("\\PC{0,10}")
+        ) {
+            let b = binding("trust_domain = \"td\"");
+            let _ = b.check(Some(&peer(Some(&s), cn.as_deref())));
+            prop_assert_eq!(normalize_serial(&normalize_serial(&s)), normalize_serial(&s));
+        }
+    }
+}

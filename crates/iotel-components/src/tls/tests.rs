@@ -323,3 +323,31 @@ fn settings_are_checked() {
         ["tls.ca_file", "tls.min_version", "tls.reload_interval"]
     );
 }
+
+#[tokio::test]
+async fn with_min_version_1_3_a_tls_1_2_client_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki(dir.path());
+    let s = start(dir.path(), &config("min_version = \"1.3\"")).await;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls12 = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let err = connect(s.addr, std::sync::Arc::new(tls12))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("received fatal alert: ProtocolVersion"),
+        "{err}"
+    );
+    wait_for(|| s.handshake_failures() == 1).await;
+}
