@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 pub struct Ca {
     pub pem: String,
+    /// Appended to the leaves it issues (an intermediate's own PEM), as
+    /// `iotel certs` writes them.
+    chain: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -28,6 +31,24 @@ impl Ca {
         let cert = p.self_signed(&key).unwrap();
         Ca {
             pem: cert.pem(),
+            chain: String::new(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// An intermediate CA under this one.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        Ca {
+            pem: cert.pem(),
+            chain: cert.pem(),
             issuer: Issuer::new(p, key),
         }
     }
@@ -51,7 +72,7 @@ impl Ca {
         p.serial_number = Some(SerialNumber::from_slice(leaf.serial));
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         Issued {
-            cert_pem: cert.pem(),
+            cert_pem: format!("{}{}", cert.pem(), self.chain),
             key_pem: key.serialize_pem(),
         }
     }

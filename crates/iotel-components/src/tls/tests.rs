@@ -351,3 +351,29 @@ async fn with_min_version_1_3_a_tls_1_2_client_is_refused() {
     );
     wait_for(|| s.handshake_failures() == 1).await;
 }
+
+#[tokio::test]
+async fn leaves_of_an_intermediate_ca_verify_against_the_root_as_iotel_certs_makes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Ca::new("root");
+    let int = root.intermediate("intermediate");
+    std::fs::write(dir.path().join("ca.pem"), &root.pem).unwrap();
+    int.server(&[0x61]).write(dir.path(), "server");
+    let s = start(dir.path(), &config("")).await;
+    let device = int.client("d1", Some("spiffe://iotel.test/device/d1"), &[0x62]);
+    let (mut c, serial) = connect(s.addr, client_config(&root.pem, Some(&device)))
+        .await
+        .unwrap();
+    assert_eq!(serial, "61");
+    let (status, body) = request(&mut c, "/", vec![]).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("serial_hex: \"62\""), "{body}");
+    // A leaf sent without its intermediate does not chain to the root.
+    let mut bare = int.client("d2", None, &[0x63]);
+    bare.cert_pem =
+        bare.cert_pem[..bare.cert_pem.find("-----END CERTIFICATE-----").unwrap() + 26].to_string();
+    let err = connect_and_send(s.addr, client_config(&root.pem, Some(&bare)), "/", vec![])
+        .await
+        .unwrap_err();
+    assert!(err.contains("received fatal alert: UnknownCA"), "{err}");
+}
