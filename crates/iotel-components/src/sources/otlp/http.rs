@@ -22,6 +22,8 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 pub(super) struct OtlpSource {
     pub(super) config: Config,
     pub(super) tls: Option<crate::tls::server::TlsListener>,
+    /// The same material for OTLP/gRPC, with ALPN `h2`.
+    pub(super) grpc_tls: Option<crate::tls::server::TlsListener>,
     pub(super) identity: Option<Arc<crate::tls::identity::Binding>>,
 }
 
@@ -72,15 +74,24 @@ impl OtlpSource {
             );
             None
         } else {
+            let tls = if self.grpc_tls.is_some() {
+                "with TLS"
+            } else {
+                "without TLS"
+            };
             tracing::info!(
                 component = %id,
-                "receiving OTLP/gRPC on {} (without TLS)",
+                "receiving OTLP/gRPC on {} ({tls})",
                 self.config.grpc_address
             );
+            if let Some(t) = &self.grpc_tls {
+                tokio::spawn(t.clone().watch(cx.shutdown.clone()));
+            }
             Some(super::grpc::serve(
                 self.config.grpc_address,
                 ingest.clone(),
                 limits.max_decoded,
+                self.grpc_tls.clone(),
                 cx.shutdown.clone(),
             ))
         };

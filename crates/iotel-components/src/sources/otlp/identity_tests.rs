@@ -27,7 +27,7 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-async fn start() -> Running {
+async fn start(identity: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("device CA");
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
@@ -36,7 +36,12 @@ async fn start() -> Running {
     let cfg: Config = toml::from_str(&format!(
         "grpc_address = \"{grpc}\"\nhttp_address = \"{http}\"\n\
          tls = {{ cert_file = \"server.pem\", key_file = \"server.key\", ca_file = \"ca.pem\" }}\n\
-         identity = {{ trust_domain = \"iotel.test\" }}"
+         {}",
+        if identity {
+            "identity = { trust_domain = \"iotel.test\" }"
+        } else {
+            ""
+        }
     ))
     .unwrap();
     assert!(cfg.validate().is_empty());
@@ -93,7 +98,7 @@ fn record(device: Option<&str>) -> LogRecord {
 
 #[tokio::test]
 async fn otlp_http_records_get_the_certificates_device_id_and_a_spoofed_one_is_refused() {
-    let r = start().await;
+    let r = start(true).await;
     let dev =
         r.ca.client("dev-7", Some("spiffe://iotel.test/device/dev-7"), &[0x07]);
     let client = client_config(&r.ca.pem, Some(&dev));
@@ -116,4 +121,52 @@ async fn otlp_http_records_get_the_certificates_device_id_and_a_spoofed_one_is_r
     assert_eq!(r.received.lock().unwrap().len(), 1);
     // Nothing bypasses the binding over gRPC.
     assert!(tokio::net::TcpStream::connect(r.grpc).await.is_err());
+}
+
+#[tokio::test]
+async fn otlp_grpc_is_served_over_tls_with_a_client_certificate() {
+    use iotel_formats::otlp::proto::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let r = start(false).await;
+    let dev = r.ca.client("dev-7", None, &[0x07]);
+    let mut config = (*client_config(&r.ca.pem, Some(&dev))).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let addr = r.grpc;
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: ::http::Uri| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .unwrap();
+    let (request, _) = logs::export_request([record(Some("dev-7"))], 5);
+    LogsServiceClient::new(channel)
+        .export(request.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        *r.received.lock().unwrap(),
+        vec![Labels::from_pairs([("device_id", "dev-7")])]
+    );
+    // Plain gRPC gets no answer from a TLS port.
+    let plain = LogsServiceClient::connect(format!("http://{addr}")).await;
+    let failed = match plain {
+        Err(_) => true,
+        Ok(mut c) => c.export(request).await.is_err(),
+    };
+    assert!(failed);
+    wait_for_failures(&r.metrics, 1).await;
+}
+
+async fn wait_for_failures(metrics: &ComponentMetrics, n: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metrics.errors("tls_handshake_failed").get() < n {
+        assert!(tokio::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -22,8 +22,8 @@
 //!   RESOURCE_EXHAUSTED (not retried); an unknown `Content-Type` or
 //!   `Content-Encoding` is HTTP 415. Each is counted as an error under a stable code and logged
 //!   (the 1st, 2nd, 4th, 8th… of each code).
-//! - `tls` makes OTLP/HTTP HTTPS (`crate::tls::server`); OTLP/gRPC stays
-//!   plain. With `identity` (client certificates), OTLP/HTTP requests are
+//! - `tls` puts OTLP/HTTP and OTLP/gRPC under TLS (`crate::tls::server`;
+//!   ALPN `http/1.1` and `h2`). With `identity` (client certificates), OTLP/HTTP requests are
 //!   bound to the device the certificate names (`crate::tls::identity`,
 //!   HTTP 403) and OTLP/gRPC is not served, so nothing bypasses the binding.
 
@@ -138,9 +138,12 @@ impl Config {
     /// With `tls` or `identity`: a file that does not load.
     #[cfg(feature = "otlp")]
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
-        let tls = match &self.tls {
-            None => None,
-            Some(t) => Some(t.build("tls", cx, &[b"http/1.1"])?),
+        let (tls, grpc_tls) = match &self.tls {
+            None => (None, None),
+            Some(t) => (
+                Some(t.build("tls", cx, &[b"http/1.1"])?),
+                Some(t.build("tls", cx, &[b"h2"])?),
+            ),
         };
         let identity = match &self.identity {
             None => None,
@@ -149,6 +152,7 @@ impl Config {
         Ok(Box::new(http::OtlpSource {
             config: self.clone(),
             tls,
+            grpc_tls,
             identity,
         }))
     }
