@@ -419,15 +419,6 @@ mod imp {
     }
 }
 
-/// The identity a record would be given, for logs: `label=value`.
-pub fn describe(peer: &PeerIdentity) -> String {
-    match (&peer.spiffe_id, &peer.common_name) {
-        (Some(s), _) => s.clone(),
-        (None, Some(cn)) => format!("CN={cn}"),
-        (None, None) => format!("serial {}", peer.serial_hex),
-    }
-}
-
 #[cfg(all(test, feature = "tls"))]
 mod tests {
     #![allow(clippy::unwrap_used)]
