@@ -26,7 +26,6 @@
 //! - A request without a verified client certificate: 403 `no_identity`.
 
 use crate::Problem;
-use crate::http_util::PeerIdentity;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -424,6 +423,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::http_util::PeerIdentity;
     use proptest::prelude::*;
 
     fn binding(extra: &str) -> Binding {
