@@ -49,11 +49,47 @@ pub fn peer_of<B>(req: &Request<B>) -> String {
         .map_or_else(|| "-".to_string(), |p| p.0.to_string())
 }
 
+/// The verified client certificate of a TLS connection, in the
+/// extensions of each request on it (next to [`PeerAddr`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The first `spiffe://` URI SAN.
+    pub spiffe_id: Option<String>,
+    /// The subject's first CN.
+    pub common_name: Option<String>,
+    /// The serial number, lowercase hex as encoded.
+    pub serial_hex: String,
+}
+
+/// A listener's TLS, for [`serve_with`]; uninhabited without the `tls`
+/// feature.
+#[cfg(feature = "tls")]
+pub type Tls = crate::tls::server::TlsListener;
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub enum Tls {}
+
 /// Serves HTTP/1 connections on `listener` with `handler` until `shutdown`;
 /// then open connections finish the request they are handling and close.
 /// Each request carries its peer's address as a [`PeerAddr`] extension.
-pub async fn serve<F, Fut>(listener: TcpListener, mut shutdown: Shutdown, handler: F)
+pub async fn serve<F, Fut>(listener: TcpListener, shutdown: Shutdown, handler: F)
 where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(listener, shutdown, None, handler).await;
+}
+
+/// [`serve`], with TLS when `tls` is given: each connection's handshake
+/// runs in its own task with a timeout; one that fails closes that
+/// connection only (counted and logged by the listener). Requests on a
+/// connection with a verified client certificate carry a [`PeerIdentity`].
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+    tls: Option<Tls>,
+    handler: F,
+) where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -73,32 +109,60 @@ where
             },
         };
         let handler = handler.clone();
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            // At shutdown a request being handled is finished and answered;
-            // an idle keep-alive connection is closed, so nothing holds the
-            // handler (and what it holds) past the server.
-            let ended = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => connection(TokioIo::new(stream), peer, None, handler, stop).await,
+                #[cfg(feature = "tls")]
+                Some(tls) => {
+                    if let Some((stream, identity)) = tls.accept(stream, peer).await {
+                        connection(TokioIo::new(stream), peer, identity, handler, stop).await;
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!("HTTP connection ended with an error: {e}");
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
             }
         });
+    }
+}
+
+async fn connection<I, F, Fut>(
+    io: I,
+    peer: SocketAddr,
+    identity: Option<PeerIdentity>,
+    handler: Arc<F>,
+    mut stop: Shutdown,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        if let Some(identity) = &identity {
+            req.extensions_mut().insert(identity.clone());
+        }
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    // At shutdown a request being handled is finished and answered;
+    // an idle keep-alive connection is closed, so nothing holds the
+    // handler (and what it holds) past the server.
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.wait() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!("HTTP connection ended with an error: {e}");
     }
 }
 

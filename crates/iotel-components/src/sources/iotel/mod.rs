@@ -24,8 +24,14 @@
 //!   body that would decompress past `max_decoded_size` or hold more than
 //!   `max_events` (413, `too_large`), a bad `Iotel-Last-Sequence` or
 //!   `Iotel-Oldest-Sequence` (400, `bad_sequence`).
+//! - With `tls` the listener speaks HTTPS only (`crate::tls::server`); with
+//!   `identity` as well, every batch is bound to the device (or gateway)
+//!   its client certificate names (`crate::tls::identity`): 403 with
+//!   `no_identity`, `wrong_trust_domain`, `revoked` or `identity_mismatch`.
 
 mod dedup;
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +78,13 @@ pub struct Config {
     #[cfg(feature = "auth")]
     #[serde(default)]
     pub auth: Option<crate::auth::Config>,
+    /// HTTPS, with client certificates when it has a `ca_file`.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Binds batches to the device in the client certificate; needs `tls`
+    /// with a `ca_file`.
+    #[serde(default)]
+    pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
 }
 
 fn default_max_events() -> NonZeroUsize {
@@ -84,8 +97,19 @@ fn default_max_agents() -> NonZeroUsize {
 
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
-        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
         let mut p = super::http_receiver::validate_sizes(self.max_body_size, self.max_decoded_size);
+        if let Some(t) = &self.tls {
+            p.extend(t.validate("tls"));
+        }
+        if let Some(i) = &self.identity {
+            p.extend(i.validate("identity"));
+            if !self.tls.as_ref().is_some_and(|t| t.verifies_clients()) {
+                p.push(Problem::new(
+                    "identity",
+                    "identities come from client certificates: expected tls with a ca_file",
+                ));
+            }
+        }
         #[cfg(feature = "auth")]
         p.extend(super::http_receiver::validate_auth(self.auth.as_ref()));
         p
@@ -96,10 +120,18 @@ impl Config {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         #[cfg(feature = "auth")]
         let auth = super::http_receiver::build_auth(self.auth.as_ref(), cx)?;
-        #[cfg(not(feature = "auth"))]
-        let _ = cx;
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => Some(t.build("tls", cx, &[b"http/1.1"])?),
+        };
+        let identity = match &self.identity {
+            None => None,
+            Some(i) => Some(Arc::new(i.build("identity", cx)?)),
+        };
         Ok(Box::new(NativeSource {
             config: self.clone(),
+            tls,
+            identity,
             #[cfg(feature = "auth")]
             auth,
         }))
@@ -109,6 +141,8 @@ impl Config {
 #[derive(Debug)]
 struct NativeSource {
     config: Config,
+    tls: Option<crate::tls::server::TlsListener>,
+    identity: Option<Arc<crate::tls::identity::Binding>>,
     #[cfg(feature = "auth")]
     auth: Option<Arc<crate::auth::Auth>>,
 }
@@ -137,12 +171,24 @@ impl NativeSource {
         let listener = http_util::bind(self.config.address)
             .await
             .map_err(ComponentError::new)?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(
             component = %id,
-            "receiving native batches on http://{}{BATCH_PATH} ({} agent(s) in the dedup window)",
+            "receiving native batches on {scheme}://{}{BATCH_PATH} ({} agent(s) in the dedup window)",
             self.config.address,
             loaded.agents
         );
+        match &self.tls {
+            Some(tls) => {
+                tokio::spawn(tls.clone().watch(cx.shutdown.clone()));
+            }
+            None => tracing::warn!(
+                component = %id,
+                "listening without TLS on {}; set tls = {{ cert_file, key_file, ca_file }} to \
+                 encrypt batches and authenticate agents by their certificates",
+                self.config.address
+            ),
+        }
         let limits = Limits {
             max_body_bytes: usize::try_from(self.config.max_decoded_size.bytes())
                 .unwrap_or(usize::MAX),
@@ -155,6 +201,7 @@ impl NativeSource {
         let receiver = Arc::new(Receiver {
             #[cfg(feature = "auth")]
             auth: self.auth.clone(),
+            identity: self.identity.clone(),
             merged_gaps: cx.registry().counter(
                 "iotel_dedup_gaps_merged_total",
                 "Gaps in an agent's received ids a receiver's dedup window merged into what it \
@@ -176,7 +223,7 @@ impl NativeSource {
             limits,
             max_body: usize::try_from(self.config.max_body_size.bytes()).unwrap_or(usize::MAX),
         });
-        http_util::serve(listener, cx.shutdown.clone(), move |req| {
+        http_util::serve_with(listener, cx.shutdown.clone(), self.tls, move |req| {
             let receiver = receiver.clone();
             // In a task of its own: an agent that hangs up (its request
             // timed out) cancels the connection's future, and a batch
@@ -198,6 +245,7 @@ impl NativeSource {
 struct Receiver {
     #[cfg(feature = "auth")]
     auth: Option<Arc<crate::auth::Auth>>,
+    identity: Option<Arc<crate::tls::identity::Binding>>,
     id: String,
     out: Output,
     metrics: ComponentMetrics,
@@ -297,6 +345,14 @@ impl Receiver {
                 format!("expected POST {BATCH_PATH}, got {}", req.method()),
             ));
         }
+        // The certificate's identity is checked before anything else.
+        let bound = match &self.identity {
+            None => None,
+            Some(b) => Some(
+                b.check(req.extensions().get::<http_util::PeerIdentity>())
+                    .map_err(|d| Refusal::new(403, d.code, d.reason))?,
+            ),
+        };
         #[cfg(feature = "auth")]
         let principal = match &self.auth {
             None => None,
@@ -342,7 +398,6 @@ impl Receiver {
             auth.verify_batch(who, signature.as_deref(), &hops, &body, &peer)
                 .map_err(|d| Refusal::new(403, d.code, d.reason))?;
         }
-        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
         let mut batch = native::decode(&body, &self.limits).map_err(decode_refusal)?;
         let header = batch.header;
         let n = batch.events.len();
@@ -358,6 +413,10 @@ impl Receiver {
             auth.check_agent(who, &header.agent_id, &peer)
                 .map_err(|d| Refusal::new(403, d.code, d.reason))?;
             auth.authorize_write(who, &mut batch.events, &peer)
+                .map_err(|d| Refusal::new(403, d.code, d.reason))?;
+        }
+        if let (Some(b), Some(who)) = (&self.identity, &bound) {
+            b.stamp(who, &mut batch.events)
                 .map_err(|d| Refusal::new(403, d.code, d.reason))?;
         }
         let first = header.sequence;

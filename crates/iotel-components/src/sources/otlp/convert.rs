@@ -44,6 +44,8 @@ pub enum Failure {
     NotFound,
     /// Wrong HTTP method.
     MethodNotAllowed,
+    /// The client certificate's identity does not allow it (HTTP only).
+    Forbidden,
     /// Downstream could not store the events, or the node is stopping:
     /// retryable.
     Unavailable,
@@ -75,6 +77,7 @@ impl Refusal {
             Failure::TooLarge => 8,
             Failure::NotFound => 5,
             Failure::MethodNotAllowed => 12,
+            Failure::Forbidden => 7,
             Failure::Unavailable => 14,
         }
     }
@@ -135,8 +138,12 @@ impl Ingest {
     /// # Errors
     /// `Unavailable` when a sink could not store the events (they count as
     /// dropped there) or the node is stopping.
-    pub async fn ingest(&self, request: Request) -> Result<Response, Refusal> {
-        let (events, rejected, response) = match request {
+    pub async fn ingest(
+        &self,
+        request: Request,
+        identity: Option<(&crate::tls::identity::Binding, &crate::tls::identity::Bound)>,
+    ) -> Result<Response, Refusal> {
+        let (mut events, rejected, response) = match request {
             Request::Logs(r) => {
                 let records = logs::records(r);
                 (
@@ -159,6 +166,11 @@ impl Ingest {
                 (Events::Metrics(d.samples), d.rejected, response)
             }
         };
+        if let Some((binding, who)) = identity {
+            binding
+                .stamp(who, &mut events)
+                .map_err(|d| Refusal::new(Failure::Forbidden, d.code, d.reason))?;
+        }
         let total = usize::try_from(rejected.total()).unwrap_or(usize::MAX);
         self.metrics.received(events.len().saturating_add(total));
         for (reason, n) in &rejected.by_reason {

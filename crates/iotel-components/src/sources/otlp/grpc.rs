@@ -108,7 +108,7 @@ fn status(ingest: &Ingest, r: &Refusal) -> tonic::Status {
 impl Grpc {
     async fn export(&self, request: Request) -> Result<Response, tonic::Status> {
         self.0
-            .ingest(request)
+            .ingest(request, None)
             .await
             .map_err(|r| status(&self.0, &r))
     }
@@ -162,10 +162,11 @@ pub(super) async fn serve(
     addr: SocketAddr,
     ingest: Arc<Ingest>,
     max_decoded: usize,
+    tls: Option<crate::tls::server::TlsListener>,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
     let svc = Grpc(ingest.clone());
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(move |r| {
             rewrite(&ingest, max_decoded, r)
         }))
@@ -183,8 +184,97 @@ pub(super) async fn serve(
             LogsServiceServer::new(svc)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(max_decoded),
-        )
-        .serve_with_shutdown(addr, async move { shutdown.wait().await })
-        .await
-        .map_err(|e| format!("OTLP/gRPC on {addr}: {e}"))
+        );
+    let stop = shutdown.clone();
+    match tls {
+        None => router
+            .serve_with_shutdown(addr, async move { shutdown.wait().await })
+            .await
+            .map_err(|e| format!("OTLP/gRPC on {addr}: {e}")),
+        Some(tls) => {
+            let listener = crate::http_util::bind(addr).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(accept_tls(listener, tls, tx, stop));
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                    async move { shutdown.wait().await },
+                )
+                .await
+                .map_err(|e| format!("OTLP/gRPC on {addr}: {e}"))
+        }
+    }
+}
+
+/// Accepts connections and hands those whose handshake succeeds to tonic;
+/// each handshake in a task of its own, a failed one counted by the
+/// listener.
+async fn accept_tls(
+    listener: tokio::net::TcpListener,
+    tls: crate::tls::server::TlsListener,
+    tx: tokio::sync::mpsc::Sender<Result<TlsIo, std::io::Error>>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.wait() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accepting an OTLP/gRPC connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let (tls, tx) = (tls.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Some((s, _identity)) = tls.accept(stream, peer).await {
+                let _ = tx.send(Ok(TlsIo(s))).await;
+            }
+        });
+    }
+}
+
+/// A TLS connection as tonic serves it.
+struct TlsIo(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }

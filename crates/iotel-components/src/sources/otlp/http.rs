@@ -16,6 +16,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(super) struct OtlpSource {
     pub(super) config: Config,
+    pub(super) tls: Option<crate::tls::server::TlsListener>,
+    /// The same material for OTLP/gRPC, with ALPN `h2`.
+    pub(super) grpc_tls: Option<crate::tls::server::TlsListener>,
+    pub(super) identity: Option<Arc<crate::tls::identity::Binding>>,
 }
 
 impl Source for OtlpSource {
@@ -41,27 +45,67 @@ impl OtlpSource {
         let listener = http_util::bind(self.config.http_address)
             .await
             .map_err(ComponentError::new)?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(
             component = %id,
-            "receiving OTLP/HTTP on http://{}/v1/{{traces,metrics,logs}}",
+            "receiving OTLP/HTTP on {scheme}://{}/v1/{{traces,metrics,logs}}",
             self.config.http_address
         );
-        tracing::info!(
-            component = %id,
-            "receiving OTLP/gRPC on {}",
-            self.config.grpc_address
-        );
-        let grpc = super::grpc::serve(
-            self.config.grpc_address,
-            ingest.clone(),
-            limits.max_decoded,
-            cx.shutdown.clone(),
-        );
-        let http = http_util::serve(listener, cx.shutdown.clone(), move |req| {
+        match &self.tls {
+            Some(tls) => {
+                tokio::spawn(tls.clone().watch(cx.shutdown.clone()));
+            }
+            None => tracing::warn!(
+                component = %id,
+                "listening without TLS on {}; set tls = {{ cert_file, key_file, ca_file }} to \
+                 encrypt OTLP/HTTP and authenticate clients by their certificates",
+                self.config.http_address
+            ),
+        }
+        let grpc = if self.identity.is_some() {
+            tracing::info!(
+                component = %id,
+                "OTLP/gRPC is off: identity binds OTLP/HTTP requests only"
+            );
+            None
+        } else {
+            let tls = if self.grpc_tls.is_some() {
+                "with TLS"
+            } else {
+                "without TLS"
+            };
+            tracing::info!(
+                component = %id,
+                "receiving OTLP/gRPC on {} ({tls})",
+                self.config.grpc_address
+            );
+            if let Some(t) = &self.grpc_tls {
+                tokio::spawn(t.clone().watch(cx.shutdown.clone()));
+            }
+            Some(super::grpc::serve(
+                self.config.grpc_address,
+                ingest.clone(),
+                limits.max_decoded,
+                self.grpc_tls.clone(),
+                cx.shutdown.clone(),
+            ))
+        };
+        let grpc = async move {
+            match grpc {
+                Some(g) => g.await,
+                None => Ok(()),
+            }
+        };
+        let identity = self.identity.clone();
+        let http = http_util::serve_with(listener, cx.shutdown.clone(), self.tls, move |req| {
             let ingest = ingest.clone();
+            let identity = identity.clone();
             // In a task of its own: a client that hangs up must not cancel
             // a request whose events are already downstream.
-            let handling = tokio::spawn(async move { handle(&ingest, limits, req).await });
+            let handling =
+                tokio::spawn(
+                    async move { handle(&ingest, identity.as_deref(), limits, req).await },
+                );
             async move {
                 handling.await.unwrap_or_else(|e| {
                     tracing::error!("handling an OTLP/HTTP request failed: {e}");
@@ -97,13 +141,14 @@ impl Format {
 
 async fn handle(
     ingest: &Ingest,
+    identity: Option<&crate::tls::identity::Binding>,
     limits: Limits,
     req: hyper::Request<Incoming>,
 ) -> http::Response<Body> {
     // Errors before the content type is known are answered in protobuf,
     // the OTLP/HTTP default.
     let format = content_format(&req).unwrap_or(Format::Protobuf);
-    match accept(ingest, limits, req).await {
+    match accept(ingest, identity, limits, req).await {
         Ok(response) => http_util::response(200, format.content_type(), encode(format, &response)),
         Err(r) => {
             ingest.count_refusal(&r, "HTTP");
@@ -156,6 +201,7 @@ fn refuse(format: Format, r: &Refusal) -> http::Response<Body> {
         Failure::Unsupported => 415,
         Failure::NotFound => 404,
         Failure::MethodNotAllowed => 405,
+        Failure::Forbidden => 403,
         Failure::Unavailable => 503,
     };
     let body = match format {
@@ -195,6 +241,7 @@ enum Signal {
 
 async fn accept(
     ingest: &Ingest,
+    identity: Option<&crate::tls::identity::Binding>,
     limits: Limits,
     req: hyper::Request<Incoming>,
 ) -> Result<Response, Refusal> {
@@ -217,6 +264,14 @@ async fn accept(
             format!("expected POST, got {}", req.method()),
         ));
     }
+    // The certificate's identity is checked before the body is read.
+    let bound = match identity {
+        None => None,
+        Some(b) => Some(
+            b.check(req.extensions().get::<http_util::PeerIdentity>())
+                .map_err(|d| Refusal::new(Failure::Forbidden, d.code, d.reason))?,
+        ),
+    };
     let Some(format) = content_format(&req) else {
         let got = req
             .headers()
@@ -255,7 +310,7 @@ async fn accept(
         body.to_vec()
     };
     let request = decode(signal, format, &body)?;
-    ingest.ingest(request).await
+    ingest.ingest(request, identity.zip(bound.as_ref())).await
 }
 
 fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Request, Refusal> {

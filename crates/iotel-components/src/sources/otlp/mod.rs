@@ -22,6 +22,10 @@
 //!   RESOURCE_EXHAUSTED (not retried); an unknown `Content-Type` or
 //!   `Content-Encoding` is HTTP 415. Each is counted as an error under a stable code and logged
 //!   (the 1st, 2nd, 4th, 8th… of each code).
+//! - `tls` puts OTLP/HTTP and OTLP/gRPC under TLS (`crate::tls::server`;
+//!   ALPN `http/1.1` and `h2`). With `identity` (client certificates), OTLP/HTTP requests are
+//!   bound to the device the certificate names (`crate::tls::identity`,
+//!   HTTP 403) and OTLP/gRPC is not served, so nothing bypasses the binding.
 
 #[cfg(feature = "otlp")]
 mod convert;
@@ -29,6 +33,8 @@ mod convert;
 mod grpc;
 #[cfg(feature = "otlp")]
 mod http;
+#[cfg(all(test, feature = "otlp"))]
+mod identity_tests;
 #[cfg(all(test, feature = "otlp"))]
 mod tests;
 
@@ -53,6 +59,14 @@ pub struct Config {
     /// The largest request once decompressed: the gzip-bomb guard.
     #[serde(default = "default_max_decoded_size")]
     pub max_decoded_size: ByteSize,
+    /// HTTPS on `http_address`, with client certificates when it has a
+    /// `ca_file`.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Binds OTLP/HTTP requests to the device in the client certificate;
+    /// needs `tls` with a `ca_file`; turns OTLP/gRPC off.
+    #[serde(default)]
+    pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
 }
 
 fn default_grpc_address() -> SocketAddr {
@@ -88,6 +102,18 @@ impl Config {
                 p.push(Problem::new(key, format!("{size} is too large here")));
             }
         }
+        if let Some(t) = &self.tls {
+            p.extend(t.validate("tls"));
+        }
+        if let Some(i) = &self.identity {
+            p.extend(i.validate("identity"));
+            if !self.tls.as_ref().is_some_and(|t| t.verifies_clients()) {
+                p.push(Problem::new(
+                    "identity",
+                    "identities come from client certificates: expected tls with a ca_file",
+                ));
+            }
+        }
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
                 "grpc_address",
@@ -109,11 +135,25 @@ impl Config {
     }
 
     /// # Errors
-    /// None today; the signature is every component's.
+    /// With `tls` or `identity`: a file that does not load.
     #[cfg(feature = "otlp")]
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
+        let (tls, grpc_tls) = match &self.tls {
+            None => (None, None),
+            Some(t) => (
+                Some(t.build("tls", cx, &[b"http/1.1"])?),
+                Some(t.build("tls", cx, &[b"h2"])?),
+            ),
+        };
+        let identity = match &self.identity {
+            None => None,
+            Some(i) => Some(std::sync::Arc::new(i.build("identity", cx)?)),
+        };
         Ok(Box::new(http::OtlpSource {
             config: self.clone(),
+            tls,
+            grpc_tls,
+            identity,
         }))
     }
 
