@@ -22,7 +22,10 @@ async fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let (cert, key) = (args.get(4).map(PathBuf::from), args.get(5).map(PathBuf::from));
+    let (cert, key) = (
+        args.get(4).map(PathBuf::from),
+        args.get(5).map(PathBuf::from),
+    );
     let seconds: u64 = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrency: usize = args.get(7).and_then(|s| s.parse().ok()).unwrap_or(4);
     let tls = ClientTls {
@@ -65,5 +68,8 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     let (n, f) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!("handshakes {n} failed {f} seconds {secs:.1} per_second {:.0}", n as f64 / secs);
+    println!(
+        "handshakes {n} failed {f} seconds {secs:.1} per_second {:.0}",
+        n as f64 / secs
+    );
 }
