@@ -95,6 +95,25 @@ impl ServerTls {
     }
 }
 
+/// Problems with a listener's `tls` and `identity` tables together: an
+/// identity needs a listener that verifies client certificates.
+pub fn validate_listener(
+    tls: Option<&ServerTls>,
+    identity: Option<&super::identity::IdentityConfig>,
+) -> Vec<Problem> {
+    let mut p = tls.map(|t| t.validate("tls")).unwrap_or_default();
+    if let Some(i) = identity {
+        p.extend(i.validate("identity"));
+        if !tls.is_some_and(ServerTls::verifies_clients) {
+            p.push(Problem::new(
+                "identity",
+                "identities come from client certificates: expected tls with a ca_file",
+            ));
+        }
+    }
+    p
+}
+
 #[cfg(feature = "tls")]
 pub use imp::*;
 

@@ -98,18 +98,10 @@ fn default_max_agents() -> NonZeroUsize {
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = super::http_receiver::validate_sizes(self.max_body_size, self.max_decoded_size);
-        if let Some(t) = &self.tls {
-            p.extend(t.validate("tls"));
-        }
-        if let Some(i) = &self.identity {
-            p.extend(i.validate("identity"));
-            if !self.tls.as_ref().is_some_and(|t| t.verifies_clients()) {
-                p.push(Problem::new(
-                    "identity",
-                    "identities come from client certificates: expected tls with a ca_file",
-                ));
-            }
-        }
+        p.extend(crate::tls::server::validate_listener(
+            self.tls.as_deref(),
+            self.identity.as_deref(),
+        ));
         #[cfg(feature = "auth")]
         p.extend(super::http_receiver::validate_auth(self.auth.as_ref()));
         p

@@ -102,18 +102,10 @@ impl Config {
                 p.push(Problem::new(key, format!("{size} is too large here")));
             }
         }
-        if let Some(t) = &self.tls {
-            p.extend(t.validate("tls"));
-        }
-        if let Some(i) = &self.identity {
-            p.extend(i.validate("identity"));
-            if !self.tls.as_ref().is_some_and(|t| t.verifies_clients()) {
-                p.push(Problem::new(
-                    "identity",
-                    "identities come from client certificates: expected tls with a ca_file",
-                ));
-            }
-        }
+        p.extend(crate::tls::server::validate_listener(
+            self.tls.as_deref(),
+            self.identity.as_deref(),
+        ));
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
                 "grpc_address",
