@@ -150,6 +150,10 @@ pub struct PushConfig {
     #[cfg(feature = "auth")]
     #[serde(default)]
     pub auth: Option<crate::auth::Config>,
+    /// HTTPS on the listener, with client certificates when it has a
+    /// `ca_file` (`crate::tls::server`).
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
 }
 
 /// `max_body_size` of the receivers: 8 MiB.
@@ -179,6 +183,10 @@ impl PushConfig {
         }
         #[cfg(feature = "auth")]
         p.extend(validate_auth(self.auth.as_ref()));
+        p.extend(crate::tls::server::validate_listener(
+            self.tls.as_deref(),
+            None,
+        ));
         p
     }
 
@@ -193,10 +201,14 @@ impl PushConfig {
     ) -> Result<Box<dyn Source>, Problem> {
         #[cfg(feature = "auth")]
         let auth = build_auth(self.auth.as_ref(), cx)?;
-        #[cfg(not(feature = "auth"))]
-        let _ = cx;
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| t.build("tls", cx, &[b"http/1.1"]))
+            .transpose()?;
         Ok(Box::new(PushSource {
             config: self.clone(),
+            tls,
             what,
             path: self.path.clone().unwrap_or_else(|| default_path.into()),
             handle,
@@ -208,6 +220,7 @@ impl PushConfig {
 
 struct PushSource {
     config: PushConfig,
+    tls: Option<http_util::Tls>,
     what: &'static str,
     path: String,
     handle: Handler,
@@ -237,7 +250,13 @@ impl Source for PushSource {
             #[cfg(feature = "auth")]
             auth: self.auth,
         });
-        Box::pin(serve(self.config.address, push, cx.shutdown, self.handle))
+        Box::pin(serve(
+            self.config.address,
+            push,
+            cx.shutdown,
+            self.tls,
+            self.handle,
+        ))
     }
 }
 
@@ -498,22 +517,34 @@ async fn serve(
     address: SocketAddr,
     push: Arc<Push>,
     shutdown: iotel_engine::Shutdown,
+    tls: Option<http_util::Tls>,
     handle: Handler,
 ) -> Result<(), iotel_engine::ComponentError> {
     let listener = http_util::bind(address)
         .await
         .map_err(iotel_engine::ComponentError::new)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         component = %push.id,
-        "receiving {}s on http://{address}{}",
+        "receiving {}s on {scheme}://{address}{}",
         push.what,
         push.path
     );
+    match &tls {
+        Some(tls) => {
+            tokio::spawn(tls.clone().watch(shutdown.clone()));
+        }
+        None => tracing::warn!(
+            component = %push.id,
+            "listening without TLS on {address}; set tls = {{ cert_file, key_file }} to encrypt \
+             pushes (and ca_file to require client certificates)"
+        ),
+    }
     #[cfg(feature = "auth")]
     if let Some(auth) = &push.auth {
         tokio::spawn(auth.clone().keep_keys(shutdown.clone()));
     }
-    http_util::serve(listener, shutdown, move |req| {
+    http_util::serve_with(listener, shutdown, tls, move |req| {
         let push = push.clone();
         let what = push.what;
         let handling = tokio::spawn(handle(push, req));

@@ -428,3 +428,45 @@ proptest::proptest! {
         );
     }
 }
+
+#[tokio::test]
+async fn over_mutual_tls_a_push_is_taken_and_a_client_without_a_certificate_is_not() {
+    use crate::tls::test_pki::{Ca, client_config, connect, request as tls_request};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("push CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (cert, key) = ca.server(&[0x61]).write(dir.path(), "server");
+    let mut r = run(&format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\", ca_file = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        ca_file.display()
+    ))
+    .await;
+    let client = ca.client("prom-1", None, &[0x62]);
+    let (mut sender, serial) = connect(r.addr, client_config(&ca.pem, Some(&client)))
+        .await
+        .unwrap();
+    assert_eq!(serial, "61");
+    let mut req = http::Request::post(DEFAULT_PATH).header(http::header::HOST, "localhost");
+    for (k, v) in HEADERS {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(crate::http_util::Body::new(
+            snappy(&request().encode_to_vec()).into(),
+        ))
+        .unwrap();
+    let (answer, events) = tokio::join!(sender.send_request(req), r.rx.recv());
+    assert_eq!(answer.unwrap().status(), 204);
+    assert_eq!(events.unwrap().len(), 3);
+
+    // Without a client certificate nothing gets through.
+    let refused = match connect(r.addr, client_config(&ca.pem, None)).await {
+        Err(e) => Err(e.to_string()),
+        Ok((mut s, _)) => tls_request(&mut s, DEFAULT_PATH, vec![]).await,
+    };
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(r.rx.try_recv().is_none());
+}
