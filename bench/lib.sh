@@ -30,3 +30,25 @@ PY
   (cd "$WORK/target" && exec python3 -m http.server "$TARGET_PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
   PIDS+=($!)
 }
+
+# measure PID OUT (uses DURATION): samples VmRSS each second; writes the sampled peak, the
+# steady RSS (median of the second half) and CPU % over the run.
+measure() {
+  local pid=$1 out=$2
+  local ticks0 ticks1
+  ticks0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  : > "$out.rss"
+  for _ in $(seq "$DURATION"); do
+    awk '/VmRSS/ {print $2}' "/proc/$pid/status" >> "$out.rss" 2>/dev/null || true
+    sleep 1
+  done
+  ticks1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  local hz; hz=$(getconf CLK_TCK)
+  python3 - "$out.rss" "$ticks0" "$ticks1" "$hz" "$DURATION" <<'PY' > "$out.summary"
+import sys, statistics
+rss = [int(x) for x in open(sys.argv[1]) if x.strip()]
+t0, t1, hz, d = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+half = rss[len(rss)//2:]
+print(f"{max(rss)} {statistics.median(half):.0f} {(t1-t0)/hz/d*100:.2f}")
+PY
+}
