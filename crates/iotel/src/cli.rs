@@ -36,6 +36,10 @@ pub enum Command {
     #[cfg(feature = "certs")]
     #[command(subcommand)]
     Certs(crate::certs::CertsCommand),
+    /// Simulate a fleet of devices against an agent, gateway or cloud
+    /// endpoint and report throughput and latency.
+    #[cfg(feature = "loadgen")]
+    Loadgen(Box<crate::loadgen::LoadgenArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "certs")]
         Command::Certs(c) => crate::certs::run(c).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "loadgen")]
+        Command::Loadgen(a) => crate::loadgen::run(*a),
     }
 }
 

@@ -5,6 +5,8 @@ mod api;
 #[cfg(feature = "certs")]
 mod certs;
 mod cli;
+#[cfg(feature = "loadgen")]
+mod loadgen;
 mod node;
 
 use clap::Parser;
