@@ -95,6 +95,17 @@ batch = {{ max_events = 5000, timeout = "100ms" }}
         ),
         4680.0
     );
+    // The gateway's sink reports the latency it added.
+    let p99 = util::wait_for(
+        "the gateway's sink latency",
+        std::time::Duration::from_secs(10),
+        || {
+            let v = gateway.metric("iotel_sink_latency_seconds", &["quantile=\"0.99\""]);
+            (v > 0.0).then_some(v)
+        },
+    );
+    let p50 = gateway.metric("iotel_sink_latency_seconds", &["quantile=\"0.5\""]);
+    assert!(0.0 < p50 && p50 <= p99, "p50 {p50}, p99 {p99}");
 }
 
 #[test]

@@ -415,6 +415,15 @@ impl<P: Protocol> Driver<P> {
             });
         match action {
             Action::Delivered { after_failures } => {
+                let out = match lane {
+                    LaneId::Main => Some(&self.main.out),
+                    LaneId::Live => self.live.as_ref().map(|l| &l.out),
+                };
+                let now = unix_ms();
+                for &(_, events, written) in out.map_or(&[][..], |o| &o.batches) {
+                    self.latency
+                        .record(now.saturating_sub(written), events, now);
+                }
                 self.settle(lane, first, last, cx)?;
                 self.forget_request(lane);
                 match partial {

@@ -51,6 +51,7 @@
 //! strictly oldest first, and `rate` (if any) paces every request.
 
 mod lanes;
+mod latency;
 
 pub(crate) mod keys;
 pub(crate) mod log_batch;
@@ -198,6 +199,7 @@ struct Driver<P> {
     /// Pacing: the earliest moment the next paced request may go.
     paced_until: Option<Instant>,
     slowdown: Gauge,
+    latency: latency::LatencyWindow,
 }
 
 /// Runs a buffered sink until its input closed and it flushed.
@@ -225,6 +227,7 @@ pub(crate) async fn deliver<P: Protocol>(
              follows the fullest sink buffer of the node.",
             &[],
         ),
+        latency: latency::LatencyWindow::new(cx.registry(), &id, unix_ms()),
         s,
         main: Lane::new(protocol),
         live,
@@ -305,6 +308,7 @@ pub(crate) async fn deliver<P: Protocol>(
                 d.on_answer(lane, &exchange, &cx)?;
             },
             _ = tick.tick() => {
+                d.latency.update(unix_ms());
                 if let Err(e) = d.buffer.sync_if_due() {
                     cx.metrics.error("buffer_sync_failed");
                     tracing::warn!(component = %id, "syncing the buffer failed: {e}");
