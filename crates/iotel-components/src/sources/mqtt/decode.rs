@@ -20,7 +20,7 @@
 //! a death's staleness markers end the very series the data made). Every reject names the topic
 //! and what was expected.
 
-use super::PayloadFormat;
+use super::{JsonMetricsConfig, PayloadFormat, TopicPattern};
 use iotel_formats::sparkplug::{self, Host, SequenceGap};
 use iotel_model::{Events, Labels, LogRecord};
 use iotel_propagation::{ParseError, SpanContext};
@@ -36,6 +36,8 @@ pub(super) struct Decoded {
     pub sequence_gap: Option<SequenceGap>,
     /// The JSON envelope's trace context, when asked for.
     pub envelope: Option<Result<SpanContext, ParseError>>,
+    /// The topic did not match `topic_pattern`.
+    pub topic_unmatched: bool,
 }
 
 /// A message rejected whole.
@@ -60,6 +62,8 @@ pub(super) struct Decoder {
     pub topic_label: String,
     pub trace_envelope: bool,
     pub host: Host,
+    pub topic_pattern: Option<TopicPattern>,
+    pub json_metrics: JsonMetricsConfig,
 }
 
 const MESSAGE: &str = "message";
@@ -71,15 +75,22 @@ impl Decoder {
             topic_label: topic_label.to_string(),
             trace_envelope,
             host: Host::new(),
+            topic_pattern: None,
+            json_metrics: JsonMetricsConfig::default(),
         }
     }
 
-    fn labels(&self, topic: &str) -> Labels {
-        if self.topic_label.is_empty() {
-            Labels::empty()
-        } else {
-            Labels::from_pairs([(self.topic_label.as_str(), topic)])
+    /// The labels of a message on `topic`: the topic label and what
+    /// `topic_pattern` captures; notes a topic the pattern does not match.
+    fn labels(&self, topic: &str, out: &mut Decoded) -> Labels {
+        let mut b = Labels::empty().to_builder();
+        if !self.topic_label.is_empty() {
+            b.set(&self.topic_label, topic);
         }
+        if let Some(p) = &self.topic_pattern {
+            out.topic_unmatched = !p.apply(topic, &mut b);
+        }
+        b.build()
     }
 
     /// # Errors
@@ -112,10 +123,12 @@ impl Decoder {
                     )
                 })?;
                 let mut record = LogRecord::new(now_ns, text);
-                record.labels = self.labels(topic);
+                record.labels = self.labels(topic, &mut out);
                 out.events = Some(Events::Logs(vec![record]));
             }
-            PayloadFormat::Json => self.decode_json(topic, payload, now_ns, &mut out)?,
+            PayloadFormat::Json | PayloadFormat::JsonMetrics => {
+                self.decode_json(topic, payload, now_ns, &mut out)?;
+            }
             PayloadFormat::SparkplugB => self.decode_sparkplug(topic, payload, now_ns, &mut out)?,
         }
         Ok(out)
@@ -137,7 +150,10 @@ impl Decoder {
         if self.trace_envelope {
             out.envelope = Some(iotel_propagation::mqtt::json::extract(&value));
         }
-        let labels = self.labels(topic);
+        let labels = self.labels(topic, out);
+        if self.format == PayloadFormat::JsonMetrics {
+            return self.json_samples(topic, value, &labels, now_ns / 1_000_000, out);
+        }
         let record = |fields: serde_json::Map<String, Value>| {
             let mut r = LogRecord::new(now_ns, String::new());
             r.labels = labels.clone();
@@ -185,6 +201,61 @@ impl Decoder {
         };
         if !records.is_empty() {
             out.events = Some(Events::Logs(records));
+        }
+        Ok(())
+    }
+
+    /// `json_metrics`: an object, or an array of objects, as samples.
+    fn json_samples(
+        &self,
+        topic: &str,
+        value: Value,
+        labels: &Labels,
+        now_ms: i64,
+        out: &mut Decoded,
+    ) -> Result<(), Rejected> {
+        let objects = match value {
+            Value::Object(o) => vec![o],
+            Value::Array(items) => {
+                let total = items.len();
+                let objects: Vec<_> = items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::Object(o) => Some(o),
+                        _ => None,
+                    })
+                    .collect();
+                let skipped = total - objects.len();
+                if skipped > 0 {
+                    out.dropped.push((
+                        "not_an_object",
+                        skipped,
+                        format!(
+                            "topic {topic:?}: {skipped} element(s) of the array are not JSON objects"
+                        ),
+                    ));
+                }
+                objects
+            }
+            other => {
+                return Err(Rejected::new(
+                    "not_an_object",
+                    format!(
+                        "topic {topic:?}: expected a JSON object or an array of objects, got {}",
+                        kind(&other)
+                    ),
+                ));
+            }
+        };
+        let mut samples = Vec::new();
+        for o in &objects {
+            if let Err((code, why)) = self.json_metrics.samples(o, labels, now_ms, &mut samples) {
+                out.dropped
+                    .push((code, 1, format!("topic {topic:?}: {why}")));
+            }
+        }
+        if !samples.is_empty() {
+            out.events = Some(Events::Metrics(samples));
         }
         Ok(())
     }

@@ -41,12 +41,17 @@
 
 #[cfg(feature = "mqtt")]
 mod decode;
+mod json_metrics;
 #[cfg(feature = "mqtt")]
 mod session;
 #[cfg(feature = "mqtt")]
 mod spans;
 #[cfg(all(test, feature = "mqtt"))]
 mod tests;
+mod topic;
+
+pub use json_metrics::JsonMetricsConfig;
+pub use topic::TopicPattern;
 
 use crate::tls::ClientTls;
 use crate::{BuildContext, Problem};
@@ -109,6 +114,13 @@ pub struct Config {
     /// The label that carries the topic; `""` for none.
     #[serde(default = "default_topic_label")]
     pub topic_label: String,
+    /// Labels from the topic's levels, e.g. `"plant/{site}/{device_id}/#"`
+    /// (see `topic.rs`).
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// `format = "json_metrics"`: how JSON readings become samples.
+    #[serde(default)]
+    pub json_metrics: JsonMetricsConfig,
     /// TLS for `mqtts://` (see `crate::tls`).
     #[serde(default)]
     pub tls: Option<ClientTls>,
@@ -128,6 +140,8 @@ pub enum Protocol {
 pub enum PayloadFormat {
     #[default]
     Json,
+    /// JSON readings as gauge samples (`json_metrics.rs`).
+    JsonMetrics,
     Raw,
     SparkplugB,
 }
@@ -301,7 +315,7 @@ impl Config {
     pub fn signals(&self) -> SignalSet {
         let data = match self.format {
             PayloadFormat::Json | PayloadFormat::Raw => SignalSet::LOGS,
-            PayloadFormat::SparkplugB => SignalSet::METRICS,
+            PayloadFormat::SparkplugB | PayloadFormat::JsonMetrics => SignalSet::METRICS,
         };
         match self.spans {
             SpanPolicy::None => data,
@@ -401,6 +415,42 @@ impl Config {
         }
         if let Some(tls) = &self.tls {
             p.extend(tls.validate("tls"));
+        }
+        if let Some(pattern) = &self.topic_pattern {
+            if self.format == PayloadFormat::SparkplugB {
+                p.push(Problem::new(
+                    "topic_pattern",
+                    "Sparkplug B labels come from its own topic namespace (group, edge_node, \
+                     device): leave topic_pattern out",
+                ));
+            } else if let Err(e) = TopicPattern::parse(pattern) {
+                p.push(Problem::new("topic_pattern", e));
+            }
+        }
+        let j = &self.json_metrics;
+        if self.format != PayloadFormat::JsonMetrics
+            && (!j.metric_prefix.is_empty()
+                || !j.label_fields.is_empty()
+                || j.timestamp_field.is_some())
+        {
+            p.push(Problem::new(
+                "json_metrics",
+                "applies to format = \"json_metrics\" only",
+            ));
+        }
+        if !j.metric_prefix.is_empty()
+            && !j
+                .metric_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            p.push(Problem::new(
+                "json_metrics.metric_prefix",
+                format!(
+                    "expected letters, digits, `_` or `:`, got {:?}",
+                    j.metric_prefix
+                ),
+            ));
         }
         p
     }

@@ -25,7 +25,7 @@
 
 use super::decode::{Decoder, Rejected};
 use super::spans::{Received, consumer_span, matches};
-use super::{BrokerUrl, Config, Protocol, SpanPolicy, default_client_id};
+use super::{BrokerUrl, Config, Protocol, SpanPolicy, TopicPattern, default_client_id};
 use crate::{BuildContext, Problem};
 use bytes::Bytes;
 use iotel_engine::{
@@ -332,11 +332,19 @@ impl MqttSource {
         // failure.
         let mut leaving = false;
         let mut handler = Handler {
-            decoder: Decoder::new(
-                self.config.format,
-                &self.config.topic_label,
-                self.config.trace_envelope,
-            ),
+            decoder: Decoder {
+                topic_pattern: self
+                    .config
+                    .topic_pattern
+                    .as_deref()
+                    .and_then(|p| TopicPattern::parse(p).ok()),
+                json_metrics: self.config.json_metrics.clone(),
+                ..Decoder::new(
+                    self.config.format,
+                    &self.config.topic_label,
+                    self.config.trace_envelope,
+                )
+            },
             gaps: metrics.registry().counter(
                 "iotel_sparkplug_sequence_gaps_total",
                 "Sparkplug B messages whose seq did not follow the edge node's last one.",
@@ -479,6 +487,20 @@ impl Handler<'_> {
                             component = %self.id,
                             "dropped {n} ({reason}): {example} (so far: {})",
                             counter.get()
+                        );
+                    }
+                }
+                if d.topic_unmatched {
+                    let errors = self.metrics.errors("topic_unmatched");
+                    errors.inc();
+                    if errors.get().is_power_of_two() {
+                        tracing::warn!(
+                            component = %self.id,
+                            "topic {:?} does not match topic_pattern {:?}: its events are taken \
+                             without the pattern's labels (such messages so far: {})",
+                            m.topic,
+                            self.source.config.topic_pattern.as_deref().unwrap_or_default(),
+                            errors.get()
                         );
                     }
                 }

@@ -617,3 +617,83 @@ async fn spans_all_starts_traces_for_untraced_messages_and_bad_traceparents_are_
     assert_eq!(src.metrics.errors("invalid_trace_context").get(), 1);
     src.stop().await;
 }
+
+#[tokio::test]
+async fn a_bridge_maps_topics_to_devices_and_json_readings_to_samples() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let mut src = Running::start(
+        &broker,
+        "iotel-t-bridge",
+        r#"
+topics = ["plant/#"]
+format = "json_metrics"
+topic_label = ""
+topic_pattern = "plant/{site}/{device_id}/+"
+spans = "none"
+json_metrics = { metric_prefix = "sensor_", label_fields = ["unit"], timestamp_field = "ts" }
+"#,
+    )
+    .await;
+    publish_v5(
+        &broker,
+        "plant/p7/pump-3/telemetry",
+        br#"{"temp": 21.5, "battery": {"volts": 3.6}, "unit": "C", "ts": 1700000000000}"#,
+        &[],
+    )
+    .await;
+    let got: Vec<(String, String, f64, i64)> = src
+        .next_metrics()
+        .await
+        .iter()
+        .map(|m| {
+            let l = &m.labels;
+            (
+                m.name.to_string(),
+                format!(
+                    "{}/{}/{}",
+                    l.get("site").unwrap_or("-"),
+                    l.get("device_id").unwrap_or("-"),
+                    l.get("unit").unwrap_or("-")
+                ),
+                m.value,
+                m.timestamp_ms,
+            )
+        })
+        .collect();
+    let at = 1_700_000_000_000;
+    assert_eq!(
+        got,
+        vec![
+            ("sensor_battery_volts".into(), "p7/pump-3/C".into(), 3.6, at),
+            ("sensor_temp".into(), "p7/pump-3/C".into(), 21.5, at),
+        ]
+    );
+    // A topic outside the pattern still flows, without its labels, counted.
+    publish_v5(&broker, "plant/p7/pump-3", br#"{"temp": 20}"#, &[]).await;
+    let m = src.next_metrics().await;
+    assert_eq!(m[0].labels.get("device_id"), None);
+    assert_eq!(src.metrics.errors("topic_unmatched").get(), 1);
+    // An object without readings is dropped, counted; the next one flows.
+    publish_v5(
+        &broker,
+        "plant/p7/fan-1/telemetry",
+        br#"{"unit": "C"}"#,
+        &[],
+    )
+    .await;
+    publish_v5(
+        &broker,
+        "plant/p7/fan-1/telemetry",
+        br#"[{"rpm": 900}, 4]"#,
+        &[],
+    )
+    .await;
+    let m = src.next_metrics().await;
+    assert_eq!((m[0].name.as_ref(), m[0].value), ("sensor_rpm", 900.0));
+    assert_eq!(m[0].labels.get("device_id"), Some("fan-1"));
+    assert_eq!(src.metrics.discards("no_readings").get(), 1);
+    assert_eq!(src.metrics.discards("not_an_object").get(), 1);
+    src.stop().await;
+}
