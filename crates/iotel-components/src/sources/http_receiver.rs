@@ -659,7 +659,9 @@ pub(crate) mod testing {
             metrics: metrics.clone(),
             data_dir: std::env::temp_dir(),
         };
-        let task = tokio::spawn(build(&cfg, &BuildContext::for_test("in")).unwrap().run(cx));
+        let mut bcx = BuildContext::for_test("in");
+        bcx.metrics = metrics.clone();
+        let task = tokio::spawn(build(&cfg, &bcx).unwrap().run(cx));
         let listening = async {
             while tokio::net::TcpStream::connect(addr).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -727,6 +729,34 @@ pub(crate) mod testing {
             };
             let (a, ()) = tokio::join!(send(self.addr, "POST", path, body, headers), dropping);
             a
+        }
+    }
+
+    /// POSTs `body` to `path` of `addr` over TLS as the client `config`
+    /// says (its client certificate); the answer.
+    pub(crate) async fn send_tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Answered {
+        let (mut sender, _) = crate::tls::test_pki::connect(addr, config).await.unwrap();
+        let mut r = http::Request::post(path).header(http::header::HOST, "localhost");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(r.body(http_util::Body::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Answered {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 

@@ -122,6 +122,7 @@ pub struct Admitted {
     #[cfg(feature = "auth")]
     pub principal: Option<crate::auth::Principal>,
     /// The peer's address, for the audit log.
+    #[cfg(feature = "auth")]
     pub peer: String,
 }
 
@@ -208,6 +209,7 @@ impl Ingest {
             bound,
             #[cfg(feature = "auth")]
             principal,
+            #[cfg(feature = "auth")]
             peer,
         })
     }

@@ -89,6 +89,7 @@ pub(super) struct Answered {
     pub(super) status: u16,
     pub(super) content_type: String,
     pub(super) body: Vec<u8>,
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(super) www_authenticate: Option<String>,
 }
 
