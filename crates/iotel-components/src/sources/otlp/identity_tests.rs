@@ -281,3 +281,65 @@ async fn wait_for_failures(metrics: &ComponentMetrics, n: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[cfg(feature = "auth")]
+#[tokio::test]
+async fn otlp_grpc_with_identity_and_auth_needs_both_and_stamps_tenant_and_device() {
+    use crate::auth::test_keys::{auth_table, claims, ed25519, sign};
+    use iotel_formats::otlp::proto::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let keys = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let r = start(&format!(
+        "{TRUST_DOMAIN}\n{}",
+        auth_table(keys.path(), &[&key])
+    ))
+    .await;
+    let dev =
+        r.ca.client("dev-7", Some("spiffe://iotel.test/device/dev-7"), &[0x07]);
+    let revoked =
+        r.ca.client("dev-9", Some("spiffe://iotel.test/device/dev-9"), &[0x09]);
+    let export = |cert, token: Option<String>| {
+        let (ca, addr) = (&r.ca, r.grpc);
+        async move {
+            let channel = grpc_channel(addr, ca, Some(cert)).await;
+            let (request, _) = logs::export_request([record(None)], 5);
+            let mut request = tonic::Request::new(request);
+            if let Some(t) = token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+            LogsServiceClient::new(channel)
+                .export(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| (s.code(), s.message().to_string()))
+        }
+    };
+    let token = sign(&key, &claims());
+
+    // The certificate alone is not enough, nor is a token with a revoked
+    // certificate (the certificate is checked first).
+    assert_eq!(
+        export(&dev, None).await,
+        Err((
+            tonic::Code::Unauthenticated,
+            "no bearer token (expected Authorization: Bearer <JWT>)".into()
+        ))
+    );
+    assert_eq!(
+        export(&revoked, Some(token.clone())).await.unwrap_err().0,
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(r.metrics.errors("missing_token").get(), 1);
+    assert_eq!(r.metrics.errors("revoked").get(), 1);
+
+    export(&dev, Some(token)).await.unwrap();
+    assert_eq!(
+        *r.received.lock().unwrap(),
+        vec![Labels::from_pairs([
+            ("device_id", "dev-7"),
+            ("tenant", "acme")
+        ])]
+    );
+}
