@@ -325,7 +325,7 @@ impl AuthError {
             AuthError::Missing => "Bearer".into(),
             other => format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                other.to_string().replace(['"', '\\'], "'")
+                quoted(&other.to_string())
             ),
         }
     }
@@ -355,6 +355,29 @@ fn invalid(code: &'static str, reason: impl Into<String>) -> AuthError {
 pub struct Denied {
     pub code: &'static str,
     pub reason: String,
+}
+
+impl Denied {
+    /// The `WWW-Authenticate` of a 403 for it (RFC 6750 §3.1:
+    /// `insufficient_scope`, the token does not grant the request).
+    pub fn www_authenticate(&self) -> String {
+        format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"{}\"",
+            quoted(&self.reason)
+        )
+    }
+}
+
+/// `s` fit for a quoted-string of a header: `"` and `\\` become `'`,
+/// anything but visible ASCII and space `?`.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 /// One receiver's authentication and policy.

@@ -572,3 +572,16 @@ fn jwks_ca_file_is_only_for_an_https_jwks_url() {
         .collect();
     assert_eq!(p, ["jwks_ca_file: only for an https:// jwks_url"]);
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_refusal_reason_gives_a_valid_www_authenticate_header(reason in "\\PC{0,60}") {
+        let denied = Denied { code: "cross_tenant", reason: reason.clone() };
+        let header = denied.www_authenticate();
+        proptest::prop_assert!(http::HeaderValue::from_str(&header).is_ok(), "{header:?}");
+        let invalid = AuthError::Invalid { code: "bad_claim", reason };
+        proptest::prop_assert!(
+            http::HeaderValue::from_str(&invalid.www_authenticate()).is_ok()
+        );
+    }
+}

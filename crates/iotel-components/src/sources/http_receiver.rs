@@ -2,8 +2,9 @@
 //! `loki`, and `otlp` for bodies): the refusal a request gets, reading a
 //! body within its limits and inflating gzip within `max_decoded_size`,
 //! bearer-token authentication, and — for the push receivers
-//! (`PushConfig`, `Push`) — one path, handing events downstream and
-//! answering 204 only once every sink has them safe.
+//! (`PushConfig`, `Push`) — one path, the device identity of a client
+//! certificate (`identity`), handing events downstream and answering 204
+//! only once every sink has them safe.
 
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
@@ -74,7 +75,8 @@ impl Refused {
     }
 
     /// The plain-text response: `Retry-After` on a 503, `Connection: close`
-    /// on a 413 (the body may be left unread), `WWW-Authenticate` on a 401.
+    /// on a 413 (the body may be left unread), `WWW-Authenticate` on a 401
+    /// and on a 403 by the token's grants.
     pub(crate) fn response(&self) -> Response<Body> {
         let mut resp = http_util::response(
             self.status,
@@ -154,6 +156,10 @@ pub struct PushConfig {
     /// `ca_file` (`crate::tls::server`).
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Binds every request to the device in the client certificate
+    /// (`crate::tls::identity`); needs `tls` with a `ca_file`.
+    #[serde(default)]
+    pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
 }
 
 /// `max_body_size` of the receivers: 8 MiB.
@@ -182,16 +188,17 @@ impl PushConfig {
             ));
         }
         #[cfg(feature = "auth")]
-        p.extend(validate_auth(self.auth.as_ref()));
+        p.extend(validate_auth_unsigned(self.auth.as_ref()));
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
-            None,
+            self.identity.as_deref(),
         ));
         p
     }
 
     /// # Errors
-    /// With `auth`: a policy or key file that does not load.
+    /// With `auth`: a policy or key file that does not load; with `tls` or
+    /// `identity`: a file that does not load.
     pub(crate) fn build(
         &self,
         cx: &BuildContext,
@@ -206,9 +213,15 @@ impl PushConfig {
             .as_ref()
             .map(|t| t.build("tls", cx, &[b"http/1.1"]))
             .transpose()?;
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|i| i.build("identity", cx).map(Arc::new))
+            .transpose()?;
         Ok(Box::new(PushSource {
             config: self.clone(),
             tls,
+            identity,
             what,
             path: self.path.clone().unwrap_or_else(|| default_path.into()),
             handle,
@@ -221,6 +234,7 @@ impl PushConfig {
 struct PushSource {
     config: PushConfig,
     tls: Option<http_util::Tls>,
+    identity: Option<Arc<crate::tls::identity::Binding>>,
     what: &'static str,
     path: String,
     handle: Handler,
@@ -247,6 +261,7 @@ impl Source for PushSource {
             metrics: cx.metrics.clone(),
             max_body: usize_of(self.config.max_body_size),
             max_decoded: usize_of(self.config.max_decoded_size),
+            identity: self.identity,
             #[cfg(feature = "auth")]
             auth: self.auth,
         });
@@ -346,6 +361,20 @@ pub(crate) fn validate_auth(auth: Option<&crate::auth::Config>) -> Vec<Problem> 
     .unwrap_or_default()
 }
 
+/// [`validate_auth`] for a receiver that takes no signed batches (all but
+/// the `iotel` source): `require_batch_signatures` would check nothing.
+#[cfg(feature = "auth")]
+pub(crate) fn validate_auth_unsigned(auth: Option<&crate::auth::Config>) -> Vec<Problem> {
+    let mut p = validate_auth(auth);
+    if auth.is_some_and(|a| a.require_batch_signatures) {
+        p.push(Problem::new(
+            "auth.require_batch_signatures",
+            "only the iotel source takes signed batches; remove it here",
+        ));
+    }
+    p
+}
+
 /// A receiver's `auth`, built.
 ///
 /// # Errors
@@ -410,12 +439,16 @@ pub(crate) struct Push {
     pub metrics: ComponentMetrics,
     pub max_body: usize,
     pub max_decoded: usize,
+    /// `identity`: requests bound to the client certificate's device.
+    pub identity: Option<Arc<crate::tls::identity::Binding>>,
     #[cfg(feature = "auth")]
     pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 /// Who sent a request, once authenticated.
 pub(crate) struct Sender {
+    /// The device of the client certificate, with `identity`.
+    bound: Option<crate::tls::identity::Bound>,
     #[cfg(feature = "auth")]
     who: Option<(Arc<crate::auth::Auth>, crate::auth::Principal)>,
     #[cfg(feature = "auth")]
@@ -424,7 +457,9 @@ pub(crate) struct Sender {
 
 impl Push {
     /// 404 for another path, 405 for another method than POST; then the
-    /// sender, authenticated when `auth` is configured.
+    /// sender: the client certificate's device when `identity` is
+    /// configured (403 `no_identity`, `wrong_trust_domain`, `revoked`),
+    /// authenticated when `auth` is.
     ///
     /// # Errors
     /// The refusal.
@@ -443,12 +478,20 @@ impl Push {
                 format!("expected POST {}, got {}", self.path, req.method()),
             ));
         }
+        let bound = match &self.identity {
+            None => None,
+            Some(b) => Some(
+                b.check(req.extensions().get::<http_util::PeerIdentity>())
+                    .map_err(|d| Refused::new(403, d.code, d.reason))?,
+            ),
+        };
         #[cfg(feature = "auth")]
         let who = match &self.auth {
             None => None,
             Some(auth) => Some((auth.clone(), authenticate(auth, req).await?)),
         };
         Ok(Sender {
+            bound,
             #[cfg(feature = "auth")]
             who,
             #[cfg(feature = "auth")]
@@ -457,13 +500,15 @@ impl Push {
     }
 
     /// Checks the events against the sender's token (with `auth`: records
-    /// naming no tenant are given the token's), hands them downstream and
+    /// naming no tenant are given the token's) and binds them to its
+    /// certificate's device (with `identity`), hands them downstream and
     /// waits until every sink has them safe.
     ///
     /// # Errors
-    /// 403 for a write the token does not allow; 503 when a sink could not
+    /// 403 for a write the token does not allow (`cross_tenant`,
+    /// `not_granted`, audited) or a record naming another device than the
+    /// certificate's (`identity_mismatch`); 503 when a sink could not
     /// store them (`not_stored`) or the node is stopping (`no_consumer`).
-    #[cfg_attr(not(feature = "auth"), allow(unused_mut, unused_variables))]
     pub(crate) async fn deliver(&self, sender: Sender, mut events: Events) -> Result<(), Refused> {
         if events.is_empty() {
             return Ok(());
@@ -471,6 +516,14 @@ impl Push {
         #[cfg(feature = "auth")]
         if let Some((auth, who)) = &sender.who {
             auth.authorize_write(who, &mut events, &sender.peer)
+                .map_err(|d| Refused {
+                    www_authenticate: Some(d.www_authenticate()),
+                    ..Refused::new(403, d.code, d.reason)
+                })?;
+        }
+        if let (Some(binding), Some(who)) = (&self.identity, &sender.bound) {
+            binding
+                .stamp(who, &mut events)
                 .map_err(|d| Refused::new(403, d.code, d.reason))?;
         }
         self.metrics.received(events.len());
@@ -606,7 +659,9 @@ pub(crate) mod testing {
             metrics: metrics.clone(),
             data_dir: std::env::temp_dir(),
         };
-        let task = tokio::spawn(build(&cfg, &BuildContext::for_test("in")).unwrap().run(cx));
+        let mut bcx = BuildContext::for_test("in");
+        bcx.metrics = metrics.clone();
+        let task = tokio::spawn(build(&cfg, &bcx).unwrap().run(cx));
         let listening = async {
             while tokio::net::TcpStream::connect(addr).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -674,6 +729,34 @@ pub(crate) mod testing {
             };
             let (a, ()) = tokio::join!(send(self.addr, "POST", path, body, headers), dropping);
             a
+        }
+    }
+
+    /// POSTs `body` to `path` of `addr` over TLS as the client `config`
+    /// says (its client certificate); the answer.
+    pub(crate) async fn send_tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Answered {
+        let (mut sender, _) = crate::tls::test_pki::connect(addr, config).await.unwrap();
+        let mut r = http::Request::post(path).header(http::header::HOST, "localhost");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(r.body(http_util::Body::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Answered {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 

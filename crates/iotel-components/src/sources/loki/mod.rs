@@ -24,6 +24,11 @@
 //!   length its header states, before anything is inflated; gzip is
 //!   inflated at most that far), `unsupported_content_type`,
 //!   `unsupported_encoding` (415).
+//! - With `identity` (mutual TLS), every request is bound to the device its
+//!   client certificate names (`crate::tls::identity`): its records get
+//!   `device_id`; 403 `no_identity`, `wrong_trust_domain`, `revoked`
+//!   before the body is read, `identity_mismatch` for one naming another
+//!   device.
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +51,8 @@ pub const TENANT_HEADER: &str = "X-Scope-OrgID";
 /// The label the tenant of [`TENANT_HEADER`] goes to.
 pub const TENANT_LABEL: &str = "tenant";
 
-/// `address`, `path`, `max_body_size`, `max_decoded_size`, `auth`.
+/// `address`, `path`, `max_body_size`, `max_decoded_size`, `auth`, `tls`,
+/// `identity`.
 pub type Config = super::http_receiver::PushConfig;
 
 /// # Errors

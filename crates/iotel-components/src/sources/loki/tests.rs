@@ -413,3 +413,56 @@ proptest::proptest! {
         }
     }
 }
+
+#[cfg(feature = "auth")]
+#[tokio::test]
+async fn with_identity_overwrite_and_auth_records_get_the_tenant_and_the_certificates_device() {
+    use crate::auth::test_keys::{auth_table, claims, ed25519, sign};
+    use crate::sources::http_receiver::testing::send_tls;
+    use crate::tls::test_pki::{Ca, client_config};
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let ca = Ca::new("device CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (cert, server_key) = ca.server(&[0x61]).write(dir.path(), "server");
+    let mut r = run(&format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\", ca_file = \"{}\" }}\n\
+         identity = {{ policy = \"overwrite\" }}\n{}",
+        cert.display(),
+        server_key.display(),
+        ca_file.display(),
+        auth_table(dir.path(), &[&key])
+    ))
+    .await;
+    // The certificate is dev-7's; the push names dev-42 on one stream.
+    let dev = ca.client("dev-7", None, &[0x07]);
+    let client = client_config(&ca.pem, Some(&dev));
+    let bearer = format!("Bearer {}", sign(&key, &claims()));
+    let mut headers = JSON.to_vec();
+    headers.push(("authorization", &bearer));
+    let (a, events) = tokio::join!(
+        send_tls(
+            r.addr,
+            client.clone(),
+            DEFAULT_PATH,
+            json_request(),
+            &headers
+        ),
+        r.rx.recv()
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let mut want = expected(Some("acme"));
+    for w in &mut want {
+        w.labels = w.labels.with("device_id", "dev-7");
+    }
+    assert_eq!(logs(events.unwrap()), want);
+    assert_eq!(r.metrics.errors("identity_overwritten").get(), 2);
+
+    // Without a token the certificate alone is not enough.
+    let a = send_tls(r.addr, client, DEFAULT_PATH, json_request(), JSON).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(r.metrics.errors("missing_token").get(), 1);
+    assert!(r.rx.try_recv().is_none());
+    r.stop().await;
+}

@@ -13,6 +13,7 @@ use iotel_formats::otlp::proto::collector::trace::v1::{
 };
 use iotel_formats::otlp::{Rejected, logs, metrics, traces};
 use iotel_model::Events;
+use std::sync::Arc;
 
 /// A decoded export request.
 #[derive(Debug)]
@@ -44,7 +45,10 @@ pub enum Failure {
     NotFound,
     /// Wrong HTTP method.
     MethodNotAllowed,
-    /// The client certificate's identity does not allow it (HTTP only).
+    /// No valid bearer token (HTTP 401, gRPC UNAUTHENTICATED).
+    Unauthenticated,
+    /// The client certificate's identity or the token's grants do not
+    /// allow it (HTTP 403, gRPC PERMISSION_DENIED).
     Forbidden,
     /// Downstream could not store the events, or the node is stopping:
     /// retryable.
@@ -58,6 +62,9 @@ pub struct Refusal {
     pub failure: Failure,
     pub code: &'static str,
     pub reason: String,
+    /// `WWW-Authenticate` of an HTTP 401, or of a 403 by the token's grants
+    /// (RFC 6750 §3).
+    pub www_authenticate: Option<String>,
 }
 
 impl Refusal {
@@ -66,6 +73,7 @@ impl Refusal {
             failure,
             code,
             reason: reason.into(),
+            www_authenticate: None,
         }
     }
 
@@ -78,6 +86,7 @@ impl Refusal {
             Failure::NotFound => 5,
             Failure::MethodNotAllowed => 12,
             Failure::Forbidden => 7,
+            Failure::Unauthenticated => 16,
             Failure::Unavailable => 14,
         }
     }
@@ -88,6 +97,8 @@ impl From<crate::sources::http_receiver::Refused> for Refusal {
     /// inflating it), under the same code and reason.
     fn from(r: crate::sources::http_receiver::Refused) -> Self {
         let failure = match r.status {
+            401 => Failure::Unauthenticated,
+            403 => Failure::Forbidden,
             413 => Failure::TooLarge,
             415 => Failure::Unsupported,
             404 => Failure::NotFound,
@@ -95,8 +106,24 @@ impl From<crate::sources::http_receiver::Refused> for Refusal {
             503 => Failure::Unavailable,
             _ => Failure::BadRequest,
         };
-        Refusal::new(failure, r.code, r.reason)
+        Refusal {
+            www_authenticate: r.www_authenticate,
+            ..Refusal::new(failure, r.code, r.reason)
+        }
     }
+}
+
+/// Who sent a request, as far as the source checks: the device its client
+/// certificate names (with `identity`) and the token's principal (with
+/// `auth`). Put in a gRPC request's extensions once admitted.
+#[derive(Debug, Clone, Default)]
+pub struct Admitted {
+    pub bound: Option<crate::tls::identity::Bound>,
+    #[cfg(feature = "auth")]
+    pub principal: Option<crate::auth::Principal>,
+    /// The peer's address, for the audit log.
+    #[cfg(feature = "auth")]
+    pub peer: String,
 }
 
 /// Turns requests into events downstream; one per source, shared by its
@@ -107,6 +134,11 @@ pub struct Ingest {
     pub out: Output,
     pub metrics: ComponentMetrics,
     not_mapped: [Counter; 3],
+    /// `identity`: requests bound to the client certificate's device.
+    pub identity: Option<Arc<crate::tls::identity::Binding>>,
+    /// `auth`: bearer tokens and the policy.
+    #[cfg(feature = "auth")]
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Ingest {
@@ -129,7 +161,57 @@ impl Ingest {
             out,
             metrics,
             not_mapped,
+            identity: None,
+            #[cfg(feature = "auth")]
+            auth: None,
         }
+    }
+
+    /// Checks who sends a request before its body is read: first the
+    /// client certificate's identity (with `identity`), then the bearer
+    /// token of `authorization` (with `auth`; a failure is written to the
+    /// audit log).
+    ///
+    /// # Errors
+    /// `Forbidden` for a certificate that names no device, another trust
+    /// domain or a revoked one; `Unauthenticated` for a missing or invalid
+    /// token; `Unavailable` while no token keys could be loaded.
+    #[cfg_attr(not(feature = "auth"), allow(clippy::unused_async, unused_variables))]
+    pub async fn admit(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&crate::http_util::PeerIdentity>,
+        peer: String,
+    ) -> Result<Admitted, Refusal> {
+        let bound = match &self.identity {
+            None => None,
+            Some(b) => Some(
+                b.check(certificate)
+                    .map_err(|d| Refusal::new(Failure::Forbidden, d.code, d.reason))?,
+            ),
+        };
+        #[cfg(feature = "auth")]
+        let principal = match &self.auth {
+            None => None,
+            Some(auth) => Some(auth.authenticate(authorization).await.map_err(|e| {
+                auth.audit_failure(&e, &peer);
+                if e.status() == 401 {
+                    Refusal {
+                        www_authenticate: Some(e.www_authenticate()),
+                        ..Refusal::new(Failure::Unauthenticated, e.code(), e.to_string())
+                    }
+                } else {
+                    Refusal::new(Failure::Unavailable, e.code(), e.to_string())
+                }
+            })?),
+        };
+        Ok(Admitted {
+            bound,
+            #[cfg(feature = "auth")]
+            principal,
+            #[cfg(feature = "auth")]
+            peer,
+        })
     }
 
     /// Converts, hands downstream and waits until every sink has the
@@ -138,11 +220,11 @@ impl Ingest {
     /// # Errors
     /// `Unavailable` when a sink could not store the events (they count as
     /// dropped there) or the node is stopping.
-    pub async fn ingest(
-        &self,
-        request: Request,
-        identity: Option<(&crate::tls::identity::Binding, &crate::tls::identity::Bound)>,
-    ) -> Result<Response, Refusal> {
+    /// With `auth`, the records must be for the token's tenant (a record
+    /// naming none is given it; `Forbidden` otherwise, audited); with
+    /// `identity`, they are bound to the certificate's device (`Forbidden`
+    /// for one that names another, with `policy = "reject"`).
+    pub async fn ingest(&self, request: Request, admitted: &Admitted) -> Result<Response, Refusal> {
         let (mut events, rejected, response) = match request {
             Request::Logs(r) => {
                 let records = logs::records(r);
@@ -166,7 +248,31 @@ impl Ingest {
                 (Events::Metrics(d.samples), d.rejected, response)
             }
         };
-        if let Some((binding, who)) = identity {
+        // Nothing falls back to open access: a request that was not
+        // admitted while `auth` or `identity` is set is refused.
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &self.auth {
+            let who = admitted.principal.as_ref().ok_or_else(|| {
+                Refusal::new(
+                    Failure::Unauthenticated,
+                    "missing_token",
+                    "the request was not authenticated",
+                )
+            })?;
+            auth.authorize_write(who, &mut events, &admitted.peer)
+                .map_err(|d| Refusal {
+                    www_authenticate: Some(d.www_authenticate()),
+                    ..Refusal::new(Failure::Forbidden, d.code, d.reason)
+                })?;
+        }
+        if let Some(binding) = &self.identity {
+            let who = admitted.bound.as_ref().ok_or_else(|| {
+                Refusal::new(
+                    Failure::Forbidden,
+                    "no_identity",
+                    "the request was not bound to a client certificate",
+                )
+            })?;
             binding
                 .stamp(who, &mut events)
                 .map_err(|d| Refusal::new(Failure::Forbidden, d.code, d.reason))?;

@@ -9,8 +9,17 @@
 //! (which OTLP exporters would retry forever), INTERNAL for protobuf that
 //! does not decode. A layer in front ([`tonic_refusal`]) turns those into
 //! the codes above and counts them like every other refusal.
+//!
+//! Who sends a request is checked before tonic reads its message, by
+//! [`Gate`]: the device of the client certificate (`identity`; the
+//! certificate comes with the connection, [`GrpcPeer`]) and the bearer
+//! token of the `authorization` metadata (`auth`). A request that fails is
+//! answered UNAUTHENTICATED (no valid token), PERMISSION_DENIED (the
+//! certificate or the token's grants do not allow it) or UNAVAILABLE (no
+//! token keys yet), counted and audited as over HTTP.
 
-use super::convert::{Failure, Ingest, Refusal, Request, Response};
+use super::convert::{Admitted, Failure, Ingest, Refusal, Request, Response};
+use crate::http_util::PeerIdentity;
 use iotel_engine::Shutdown;
 use iotel_formats::otlp::proto::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -99,18 +108,106 @@ fn status(ingest: &Ingest, r: &Refusal) -> tonic::Status {
         3 => tonic::Code::InvalidArgument,
         8 => tonic::Code::ResourceExhausted,
         5 => tonic::Code::NotFound,
+        7 => tonic::Code::PermissionDenied,
         12 => tonic::Code::Unimplemented,
+        16 => tonic::Code::Unauthenticated,
         _ => tonic::Code::Unavailable,
     };
     tonic::Status::new(code, r.reason.clone())
 }
 
 impl Grpc {
-    async fn export(&self, request: Request) -> Result<Response, tonic::Status> {
+    async fn export<T>(
+        &self,
+        request: tonic::Request<T>,
+        wrap: fn(T) -> Request,
+    ) -> Result<Response, tonic::Status> {
+        // Put there by the gate; without it, `ingest` refuses whatever
+        // `auth` or `identity` ask for.
+        let admitted = request
+            .extensions()
+            .get::<Admitted>()
+            .cloned()
+            .unwrap_or_default();
         self.0
-            .ingest(request, None)
+            .ingest(wrap(request.into_inner()), &admitted)
             .await
             .map_err(|r| status(&self.0, &r))
+    }
+}
+
+/// Where a gRPC connection comes from: its address and, over mutual TLS,
+/// the client certificate's identity. tonic puts it in the extensions of
+/// every request on the connection.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcPeer {
+    pub addr: std::net::SocketAddr,
+    pub identity: Option<PeerIdentity>,
+}
+
+/// Admits each request before tonic reads its message: the client
+/// certificate's identity and the bearer token checked
+/// ([`Ingest::admit`]); a refusal is answered right away, else the request
+/// goes on with [`Admitted`] in its extensions.
+#[derive(Debug, Clone)]
+struct Gate<S> {
+    inner: S,
+    ingest: Arc<Ingest>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Gate<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            let (peer, certificate) = match req.extensions().get::<GrpcPeer>() {
+                Some(p) => (p.addr.to_string(), p.identity.clone()),
+                None => (
+                    req.extensions()
+                        .get::<tonic::transport::server::TcpConnectInfo>()
+                        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+                        .map_or_else(|| "-".to_string(), |a| a.to_string()),
+                    None,
+                ),
+            };
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match ingest
+                .admit(authorization, certificate.as_ref(), peer)
+                .await
+            {
+                Ok(admitted) => {
+                    req.extensions_mut().insert(admitted);
+                    inner.call(req).await
+                }
+                Err(r) => Ok(status(&ingest, &r).into_http()),
+            }
+        })
     }
 }
 
@@ -120,7 +217,7 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        match Grpc::export(self, Request::Traces(request.into_inner())).await? {
+        match Grpc::export(self, request, Request::Traces).await? {
             Response::Traces(r) => Ok(tonic::Response::new(r)),
             _ => Err(tonic::Status::internal("a response of another signal")),
         }
@@ -133,7 +230,7 @@ impl MetricsService for Grpc {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        match Grpc::export(self, Request::Metrics(request.into_inner())).await? {
+        match Grpc::export(self, request, Request::Metrics).await? {
             Response::Metrics(r) => Ok(tonic::Response::new(r)),
             _ => Err(tonic::Status::internal("a response of another signal")),
         }
@@ -146,7 +243,7 @@ impl LogsService for Grpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        match Grpc::export(self, Request::Logs(request.into_inner())).await? {
+        match Grpc::export(self, request, Request::Logs).await? {
             Response::Logs(r) => Ok(tonic::Response::new(r)),
             _ => Err(tonic::Status::internal("a response of another signal")),
         }
@@ -166,9 +263,14 @@ pub(super) async fn serve(
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
     let svc = Grpc(ingest.clone());
+    let gate = ingest.clone();
     let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(move |r| {
             rewrite(&ingest, max_decoded, r)
+        }))
+        .layer(tower::layer::layer_fn(move |inner| Gate {
+            inner,
+            ingest: gate.clone(),
         }))
         .add_service(
             TraceServiceServer::new(svc.clone())
@@ -229,20 +331,29 @@ async fn accept_tls(
         };
         let (tls, tx) = (tls.clone(), tx.clone());
         tokio::spawn(async move {
-            if let Some((s, _identity)) = tls.accept(stream, peer).await {
-                let _ = tx.send(Ok(TlsIo(s))).await;
+            if let Some((s, identity)) = tls.accept(stream, peer).await {
+                let peer = GrpcPeer {
+                    addr: peer,
+                    identity,
+                };
+                let _ = tx.send(Ok(TlsIo(s, peer))).await;
             }
         });
     }
 }
 
-/// A TLS connection as tonic serves it.
-struct TlsIo(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+/// A TLS connection as tonic serves it, with its peer.
+struct TlsIo(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    GrpcPeer,
+);
 
 impl tonic::transport::server::Connected for TlsIo {
-    type ConnectInfo = ();
+    type ConnectInfo = GrpcPeer;
 
-    fn connect_info(&self) {}
+    fn connect_info(&self) -> GrpcPeer {
+        self.1.clone()
+    }
 }
 
 impl tokio::io::AsyncRead for TlsIo {

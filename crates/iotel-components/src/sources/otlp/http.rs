@@ -20,6 +20,8 @@ pub(super) struct OtlpSource {
     /// The same material for OTLP/gRPC, with ALPN `h2`.
     pub(super) grpc_tls: Option<crate::tls::server::TlsListener>,
     pub(super) identity: Option<Arc<crate::tls::identity::Binding>>,
+    #[cfg(feature = "auth")]
+    pub(super) auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Source for OtlpSource {
@@ -31,12 +33,19 @@ impl Source for OtlpSource {
 impl OtlpSource {
     async fn serve(self, cx: SourceContext) -> Result<(), ComponentError> {
         let id = cx.metrics.id().to_string();
-        let ingest = Arc::new(Ingest::new(
+        let mut ingest = Ingest::new(
             id.clone(),
             cx.out.clone(),
             cx.metrics.clone(),
             cx.registry(),
-        ));
+        );
+        ingest.identity = self.identity.clone();
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &self.auth {
+            tokio::spawn(auth.clone().keep_keys(cx.shutdown.clone()));
+            ingest.auth = Some(auth.clone());
+        }
+        let ingest = Arc::new(ingest);
         let limits = Limits {
             max_body: usize::try_from(self.config.max_body_size.bytes()).unwrap_or(usize::MAX),
             max_decoded: usize::try_from(self.config.max_decoded_size.bytes())
@@ -62,50 +71,31 @@ impl OtlpSource {
                 self.config.http_address
             ),
         }
-        let grpc = if self.identity.is_some() {
-            tracing::info!(
-                component = %id,
-                "OTLP/gRPC is off: identity binds OTLP/HTTP requests only"
-            );
-            None
+        let tls = if self.grpc_tls.is_some() {
+            "with TLS"
         } else {
-            let tls = if self.grpc_tls.is_some() {
-                "with TLS"
-            } else {
-                "without TLS"
-            };
-            tracing::info!(
-                component = %id,
-                "receiving OTLP/gRPC on {} ({tls})",
-                self.config.grpc_address
-            );
-            if let Some(t) = &self.grpc_tls {
-                tokio::spawn(t.clone().watch(cx.shutdown.clone()));
-            }
-            Some(super::grpc::serve(
-                self.config.grpc_address,
-                ingest.clone(),
-                limits.max_decoded,
-                self.grpc_tls.clone(),
-                cx.shutdown.clone(),
-            ))
+            "without TLS"
         };
-        let grpc = async move {
-            match grpc {
-                Some(g) => g.await,
-                None => Ok(()),
-            }
-        };
-        let identity = self.identity.clone();
+        tracing::info!(
+            component = %id,
+            "receiving OTLP/gRPC on {} ({tls})",
+            self.config.grpc_address
+        );
+        if let Some(t) = &self.grpc_tls {
+            tokio::spawn(t.clone().watch(cx.shutdown.clone()));
+        }
+        let grpc = super::grpc::serve(
+            self.config.grpc_address,
+            ingest.clone(),
+            limits.max_decoded,
+            self.grpc_tls.clone(),
+            cx.shutdown.clone(),
+        );
         let http = http_util::serve_with(listener, cx.shutdown.clone(), self.tls, move |req| {
             let ingest = ingest.clone();
-            let identity = identity.clone();
             // In a task of its own: a client that hangs up must not cancel
             // a request whose events are already downstream.
-            let handling =
-                tokio::spawn(
-                    async move { handle(&ingest, identity.as_deref(), limits, req).await },
-                );
+            let handling = tokio::spawn(async move { handle(&ingest, limits, req).await });
             async move {
                 handling.await.unwrap_or_else(|e| {
                     tracing::error!("handling an OTLP/HTTP request failed: {e}");
@@ -141,14 +131,13 @@ impl Format {
 
 async fn handle(
     ingest: &Ingest,
-    identity: Option<&crate::tls::identity::Binding>,
     limits: Limits,
     req: hyper::Request<Incoming>,
 ) -> http::Response<Body> {
     // Errors before the content type is known are answered in protobuf,
     // the OTLP/HTTP default.
     let format = content_format(&req).unwrap_or(Format::Protobuf);
-    match accept(ingest, identity, limits, req).await {
+    match accept(ingest, limits, req).await {
         Ok(response) => http_util::response(200, format.content_type(), encode(format, &response)),
         Err(r) => {
             ingest.count_refusal(&r, "HTTP");
@@ -201,6 +190,7 @@ fn refuse(format: Format, r: &Refusal) -> http::Response<Body> {
         Failure::Unsupported => 415,
         Failure::NotFound => 404,
         Failure::MethodNotAllowed => 405,
+        Failure::Unauthenticated => 401,
         Failure::Forbidden => 403,
         Failure::Unavailable => 503,
     };
@@ -216,6 +206,13 @@ fn refuse(format: Format, r: &Refusal) -> http::Response<Body> {
     };
     let mut resp = http_util::response(status, format.content_type(), body);
     let headers = resp.headers_mut();
+    if let Some(v) = r
+        .www_authenticate
+        .as_deref()
+        .and_then(|v| http::HeaderValue::from_str(v).ok())
+    {
+        headers.insert(http::header::WWW_AUTHENTICATE, v);
+    }
     match r.failure {
         Failure::Unavailable => {
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
@@ -241,7 +238,6 @@ enum Signal {
 
 async fn accept(
     ingest: &Ingest,
-    identity: Option<&crate::tls::identity::Binding>,
     limits: Limits,
     req: hyper::Request<Incoming>,
 ) -> Result<Response, Refusal> {
@@ -264,14 +260,17 @@ async fn accept(
             format!("expected POST, got {}", req.method()),
         ));
     }
-    // The certificate's identity is checked before the body is read.
-    let bound = match identity {
-        None => None,
-        Some(b) => Some(
-            b.check(req.extensions().get::<http_util::PeerIdentity>())
-                .map_err(|d| Refusal::new(Failure::Forbidden, d.code, d.reason))?,
-        ),
-    };
+    // The certificate's identity and the token are checked before the
+    // body is read.
+    let admitted = ingest
+        .admit(
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            req.extensions().get::<http_util::PeerIdentity>(),
+            http_util::peer_of(&req),
+        )
+        .await?;
     let Some(format) = content_format(&req) else {
         let got = req
             .headers()
@@ -310,7 +309,7 @@ async fn accept(
         body.to_vec()
     };
     let request = decode(signal, format, &body)?;
-    ingest.ingest(request, identity.zip(bound.as_ref())).await
+    ingest.ingest(request, &admitted).await
 }
 
 fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Request, Refusal> {

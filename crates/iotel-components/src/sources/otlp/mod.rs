@@ -23,10 +23,24 @@
 //!   `Content-Encoding` is HTTP 415. Each is counted as an error under a stable code and logged
 //!   (the 1st, 2nd, 4th, 8th… of each code).
 //! - `tls` puts OTLP/HTTP and OTLP/gRPC under TLS (`crate::tls::server`;
-//!   ALPN `http/1.1` and `h2`). With `identity` (client certificates), OTLP/HTTP requests are
-//!   bound to the device the certificate names (`crate::tls::identity`,
-//!   HTTP 403) and OTLP/gRPC is not served, so nothing bypasses the binding.
+//!   ALPN `http/1.1` and `h2`). With `identity` (client certificates),
+//!   requests on both transports are bound to the device the certificate
+//!   names (`crate::tls::identity`): HTTP 403 / gRPC PERMISSION_DENIED with
+//!   `no_identity`, `wrong_trust_domain`, `revoked` (before the body is
+//!   read) or `identity_mismatch`.
+//! - `auth` (`crate::auth`) asks every request for a bearer token — the
+//!   `Authorization` header over HTTP, the `authorization` metadata over
+//!   gRPC — checked before the body is read: HTTP 401 with
+//!   `WWW-Authenticate: Bearer …` / gRPC UNAUTHENTICATED for a missing or
+//!   invalid one (503 / UNAVAILABLE while no keys are loaded). Records
+//!   naming no tenant get the token's; a request with a record for another
+//!   tenant, or one the policy does not grant, is refused whole with HTTP
+//!   403 (`WWW-Authenticate: Bearer error="insufficient_scope"`) / gRPC
+//!   PERMISSION_DENIED. Each refusal is counted under its code and written
+//!   to the audit log. With both, the certificate is checked first.
 
+#[cfg(all(test, feature = "otlp", feature = "auth"))]
+mod auth_tests;
 #[cfg(feature = "otlp")]
 mod convert;
 #[cfg(feature = "otlp")]
@@ -63,10 +77,15 @@ pub struct Config {
     /// `ca_file`.
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
-    /// Binds OTLP/HTTP requests to the device in the client certificate;
-    /// needs `tls` with a `ca_file`; turns OTLP/gRPC off.
+    /// Binds OTLP/HTTP and OTLP/gRPC requests to the device in the client
+    /// certificate; needs `tls` with a `ca_file`.
     #[serde(default)]
     pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
+    /// Bearer tokens and RBAC on both transports: every request needs a
+    /// token whose tenant it is for (`crate::auth`).
+    #[cfg(feature = "auth")]
+    #[serde(default)]
+    pub auth: Option<crate::auth::Config>,
 }
 
 fn default_grpc_address() -> SocketAddr {
@@ -105,6 +124,10 @@ impl Config {
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
             self.identity.as_deref(),
+        ));
+        #[cfg(all(feature = "auth", feature = "otlp"))]
+        p.extend(crate::sources::http_receiver::validate_auth_unsigned(
+            self.auth.as_ref(),
         ));
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
@@ -146,6 +169,8 @@ impl Config {
             tls,
             grpc_tls,
             identity,
+            #[cfg(feature = "auth")]
+            auth: crate::sources::http_receiver::build_auth(self.auth.as_ref(), cx)?,
         }))
     }
 

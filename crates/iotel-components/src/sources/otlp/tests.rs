@@ -23,11 +23,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-struct Running {
-    grpc: SocketAddr,
-    http: SocketAddr,
-    rx: TestReceiver,
-    metrics: ComponentMetrics,
+pub(super) struct Running {
+    pub(super) grpc: SocketAddr,
+    pub(super) http: SocketAddr,
+    pub(super) rx: TestReceiver,
+    pub(super) metrics: ComponentMetrics,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), ComponentError>>,
 }
@@ -37,7 +37,7 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-async fn start(extra: &str) -> Running {
+pub(super) async fn start(extra: &str) -> Running {
     let (grpc, http) = (free_addr(), free_addr());
     let cfg: Config = toml::from_str(&format!(
         "grpc_address = \"{grpc}\"\nhttp_address = \"{http}\"\n{extra}"
@@ -79,16 +79,18 @@ async fn start(extra: &str) -> Running {
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.trigger.trigger();
         self.task.await.unwrap().unwrap();
     }
 }
 
-struct Answered {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
+pub(super) struct Answered {
+    pub(super) status: u16,
+    pub(super) content_type: String,
+    pub(super) body: Vec<u8>,
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub(super) www_authenticate: Option<String>,
 }
 
 impl Answered {
@@ -98,7 +100,12 @@ impl Answered {
     }
 }
 
-async fn post(addr: SocketAddr, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answered {
+pub(super) async fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Answered {
     let mut r = ::http::Request::new(http_util::Body::new(body.into()));
     *r.method_mut() = ::http::Method::POST;
     *r.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
@@ -115,6 +122,10 @@ async fn post(addr: SocketAddr, path: &str, body: Vec<u8>, headers: &[(&str, &st
         .get(::http::header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    let www_authenticate = resp
+        .headers()
+        .get(::http::header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_string());
     let body = resp
         .into_body()
         .collect()
@@ -126,11 +137,12 @@ async fn post(addr: SocketAddr, path: &str, body: Vec<u8>, headers: &[(&str, &st
         status,
         content_type,
         body,
+        www_authenticate,
     }
 }
 
-const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
-const JSON: (&str, &str) = ("content-type", "application/json");
+pub(super) const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
+pub(super) const JSON: (&str, &str) = ("content-type", "application/json");
 
 /// Posts a request that must be accepted; returns the answer and what
 /// went downstream.

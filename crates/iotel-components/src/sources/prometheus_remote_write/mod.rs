@@ -18,6 +18,11 @@
 //!   checked before anything is inflated), another content type or encoding
 //!   — remote write 2.0 included — (415, `unsupported_content_type`,
 //!   `unsupported_encoding`).
+//! - With `identity` (mutual TLS), every request is bound to the device its
+//!   client certificate names (`crate::tls::identity`): its samples get
+//!   `device_id`; 403 `no_identity`, `wrong_trust_domain`, `revoked`
+//!   before the body is read, `identity_mismatch` for one naming another
+//!   device.
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +39,8 @@ use std::sync::Arc;
 /// The path remote write requests go to unless `path` says otherwise.
 pub const DEFAULT_PATH: &str = "/api/v1/write";
 
-/// `address`, `path`, `max_body_size`, `max_decoded_size`, `auth`.
+/// `address`, `path`, `max_body_size`, `max_decoded_size`, `auth`, `tls`,
+/// `identity`.
 pub type Config = super::http_receiver::PushConfig;
 
 /// # Errors

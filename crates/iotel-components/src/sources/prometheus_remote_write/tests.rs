@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::sources::http_receiver::testing::{Running, send, start};
+use crate::sources::http_receiver::testing::{Running, send, send_tls, start};
 use iotel_formats::remote_write::proto;
 use iotel_model::{Labels, Metric, MetricType};
 use prost::Message;
@@ -469,4 +469,123 @@ async fn over_mutual_tls_a_push_is_taken_and_a_client_without_a_certificate_is_n
     };
     assert!(refused.is_err(), "{refused:?}");
     assert!(r.rx.try_recv().is_none());
+}
+
+/// A receiver over mutual TLS with `identity` (a TOML inline table; the
+/// deny list `deny.txt` revokes serial 09), its CA, and the directory.
+async fn run_with_identity(
+    identity: &str,
+    extra: &str,
+) -> (Running, crate::tls::test_pki::Ca, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::tls::test_pki::Ca::new("device CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    std::fs::write(dir.path().join("deny.txt"), "09 # lost in transit\n").unwrap();
+    let (cert, key) = ca.server(&[0x61]).write(dir.path(), "server");
+    let identity = identity.replace("DENY", &dir.path().join("deny.txt").display().to_string());
+    let r = run(&format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\", ca_file = \"{}\" }}\n\
+         identity = {identity}\n{extra}",
+        cert.display(),
+        key.display(),
+        ca_file.display()
+    ))
+    .await;
+    (r, ca, dir)
+}
+
+#[tokio::test]
+async fn with_identity_samples_get_the_certificates_device_id_and_a_spoofed_one_is_refused() {
+    use crate::tls::test_pki::client_config;
+    let (mut r, ca, _dir) = run_with_identity(
+        "{ trust_domain = \"iotel.test\", deny_list = \"DENY\" }",
+        "",
+    )
+    .await;
+    let dev = ca.client("dev-7", Some("spiffe://iotel.test/device/dev-7"), &[0x07]);
+    let client = client_config(&ca.pem, Some(&dev));
+    let body = snappy(&request().encode_to_vec());
+    let (a, events) = tokio::join!(
+        send_tls(r.addr, client.clone(), DEFAULT_PATH, body, HEADERS),
+        r.rx.recv()
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let Some(Events::Metrics(samples)) = events else {
+        panic!("metrics")
+    };
+    assert_eq!(samples.len(), 3);
+    for m in &samples {
+        assert_eq!(m.labels.get("device_id"), Some("dev-7"), "{}", m.name);
+    }
+
+    // A series claiming another device: the whole request is refused.
+    let mut spoofed = request();
+    spoofed.timeseries[1]
+        .labels
+        .push(label("device_id", "dev-8"));
+    let a = send_tls(
+        r.addr,
+        client,
+        DEFAULT_PATH,
+        snappy(&spoofed.encode_to_vec()),
+        HEADERS,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            403,
+            "a record claims device_id \"dev-8\", but the client certificate is \"dev-7\"'s"
+        )
+    );
+    assert_eq!(r.metrics.errors("identity_mismatch").get(), 1);
+
+    // A revoked serial and another trust domain: refused before the body.
+    let revoked = ca.client("dev-9", Some("spiffe://iotel.test/device/dev-9"), &[0x09]);
+    let a = send_tls(
+        r.addr,
+        client_config(&ca.pem, Some(&revoked)),
+        DEFAULT_PATH,
+        vec![],
+        HEADERS,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            403,
+            "device_id \"dev-9\" (certificate serial 09) is revoked: \"9\" in the deny list"
+        )
+    );
+    assert_eq!(r.metrics.errors("revoked").get(), 1);
+    let foreign = ca.client("dev-7", Some("spiffe://other.test/device/dev-7"), &[0x0a]);
+    let a = send_tls(
+        r.addr,
+        client_config(&ca.pem, Some(&foreign)),
+        DEFAULT_PATH,
+        vec![],
+        HEADERS,
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(r.metrics.errors("wrong_trust_domain").get(), 1);
+    assert!(r.rx.try_recv().is_none());
+    r.stop().await;
+}
+
+#[test]
+fn identity_needs_tls_with_a_ca_file() {
+    let cfg: Config =
+        toml::from_str("address = \"127.0.0.1:9201\"\nidentity = { policy = \"overwrite\" }")
+            .unwrap();
+    let problems: Vec<_> = cfg
+        .validate()
+        .into_iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    assert_eq!(
+        problems,
+        ["identity: identities come from client certificates: expected tls with a ca_file"]
+    );
 }
