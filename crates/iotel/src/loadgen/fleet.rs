@@ -46,6 +46,9 @@ pub struct Device {
     series: Vec<(Arc<str>, Labels, MetricType)>,
     next_series: usize,
     counters: [f64; SERIES.len()],
+    /// Each series' last sample time: a series never has two samples at
+    /// the same millisecond, so every sample can be told apart downstream.
+    last_ms: [i64; SERIES.len()],
     log_seq: u64,
     /// Events produced so far, per signal.
     produced: [u64; 3],
@@ -87,6 +90,7 @@ impl Device {
             series,
             next_series: 0,
             counters: [0.0; SERIES.len()],
+            last_ms: [i64::MIN; SERIES.len()],
             log_seq: 0,
             produced: [0; 3],
         }
@@ -109,6 +113,8 @@ impl Device {
             let i = self.next_series;
             self.next_series = (i + 1) % self.series.len();
             let (name, labels, kind) = &self.series[i];
+            let at = device_now.max(self.last_ms[i].saturating_add(1));
+            self.last_ms[i] = at;
             let value = match kind {
                 MetricType::Counter => {
                     self.counters[i] += 1.0 + rng.f64() * 4.0;
@@ -116,13 +122,8 @@ impl Device {
                 }
                 _ => gauge_value(i, self.index, rng),
             };
-            out.metrics.push(Metric::new(
-                name.clone(),
-                *kind,
-                labels.clone(),
-                value,
-                device_now,
-            ));
+            out.metrics
+                .push(Metric::new(name.clone(), *kind, labels.clone(), value, at));
         }
         for _ in 0..self.due(1, rates.logs * since_start_s) {
             let (message, severity) = LOG_LINES[rng.usize(..LOG_LINES.len())];
@@ -239,5 +240,25 @@ mod tests {
         assert_eq!(l[1].fields["seq"], 1);
         assert_eq!(s[0].end_ns, 1_002_500 * 1_000_000);
         assert_eq!(device_index("dev-00012"), Some(12));
+    }
+
+    #[test]
+    fn a_series_never_has_two_samples_at_the_same_millisecond() {
+        let mut d = Device::new(1, "site-1", None, 0);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let rates = Rates {
+            metrics: 10.0,
+            logs: 0.0,
+            spans: 0.0,
+        };
+        let mut p = Produced::default();
+        // A late tick owes two samples of every series at once.
+        d.tick(&mut rng, rates, 2.0, 5_000, &mut p);
+        let keys: std::collections::BTreeSet<(String, i64)> = p
+            .metrics
+            .iter()
+            .map(|m| (m.name.to_string(), m.timestamp_ms))
+            .collect();
+        assert_eq!((p.metrics.len(), keys.len()), (20, 20));
     }
 }

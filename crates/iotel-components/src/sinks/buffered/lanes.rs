@@ -192,6 +192,7 @@ impl<P: Protocol> Driver<P> {
             let secs = l.out.events as f64 / rate as f64;
             self.paced_until = Some(now + Duration::from_secs_f64(secs));
         }
+        self.request_started = Some(now);
         Some(request)
     }
 
@@ -209,7 +210,7 @@ impl<P: Protocol> Driver<P> {
             .filter_map(|l| match (&l.out.body, l.out.batches.first()) {
                 (None, Some(&(_, _, written))) => {
                     let age = unix_ms().saturating_sub(written);
-                    let wait = (self.s.batch_timeout.as_millis() as u64).saturating_sub(age);
+                    let wait = self.flush_age_ms().saturating_sub(age);
                     Some(now + Duration::from_millis(wait))
                 }
                 _ => None,
@@ -227,7 +228,27 @@ impl<P: Protocol> Driver<P> {
             || out.events >= self.s.max_events
             // Written "in the future": the clock stepped back; do not wait.
             || now_ms < oldest
-            || now_ms - oldest >= self.s.batch_timeout.as_millis() as u64
+            || now_ms - oldest >= self.flush_age_ms()
+    }
+
+    /// How old a request's oldest batch is when it goes out: the batch
+    /// timeout less what requests took of late (at most half of it), so
+    /// that it is acknowledged about `batch_timeout` after it came in.
+    fn flush_age_ms(&self) -> u64 {
+        let timeout = self.s.batch_timeout.as_millis() as u64;
+        let took = self.request_ms.unwrap_or(0.0).round() as u64;
+        timeout - took.min(timeout / 2)
+    }
+
+    /// Smooths in how long a delivered request took.
+    fn request_took(&mut self, now: Instant) {
+        if let Some(started) = self.request_started.take() {
+            let ms = now.duration_since(started).as_secs_f64() * 1000.0;
+            self.request_ms = Some(match self.request_ms {
+                Some(avg) => avg + (ms - avg) * 0.2,
+                None => ms,
+            });
+        }
     }
 
     /// Enters backlog mode: `waiting` batches are the backlog.
@@ -415,6 +436,7 @@ impl<P: Protocol> Driver<P> {
             });
         match action {
             Action::Delivered { after_failures } => {
+                self.request_took(Instant::now());
                 let out = match lane {
                     LaneId::Main => Some(&self.main.out),
                     LaneId::Live => self.live.as_ref().map(|l| &l.out),

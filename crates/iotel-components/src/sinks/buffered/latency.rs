@@ -7,7 +7,7 @@
 //!
 //! Latencies go into log-scale buckets 10% apart (1 ms to about 4.9 h), so
 //! the memory is fixed (two windows of 176 counters) whatever the rate, and
-//! a quantile is the upper bound of its bucket: at most 10% above the true
+//! a quantile is the geometric middle of its bucket: within 5% of the true
 //! value. The minute is two half-minute windows: the quantiles cover the
 //! current window and the one before it. With nothing delivered in that
 //! minute the gauges read 0.
@@ -36,7 +36,7 @@ impl LatencyWindow {
             registry.gauge(
                 "iotel_sink_latency_seconds",
                 "Time from a batch entering a sink's buffer to the peer's acknowledgement, \
-                 weighted by events, over the last minute (at most 10% above).",
+                 weighted by events, over the last minute (within 5%).",
                 &[("component_id", component_id), ("quantile", q)],
             )
         };
@@ -77,8 +77,8 @@ impl LatencyWindow {
         self.started_ms = now_ms - elapsed % WINDOW_MS;
     }
 
-    /// The `q` quantile in seconds: the upper bound of the bucket it falls
-    /// in; `None` with nothing recorded.
+    /// The `q` quantile in seconds: the geometric middle of the bucket it
+    /// falls in; `None` with nothing recorded.
     pub(super) fn quantile(&self, q: f64) -> Option<f64> {
         let total: u64 = self.counts.iter().flatten().sum();
         if total == 0 {
@@ -89,10 +89,10 @@ impl LatencyWindow {
         for b in 0..BUCKETS {
             seen += self.counts[0][b] + self.counts[1][b];
             if seen >= rank {
-                return Some(upper_bound_ms(b) / 1000.0);
+                return Some(middle_ms(b) / 1000.0);
             }
         }
-        Some(upper_bound_ms(BUCKETS - 1) / 1000.0)
+        Some(middle_ms(BUCKETS - 1) / 1000.0)
     }
 }
 
@@ -110,12 +110,21 @@ fn upper_bound_ms(b: usize) -> f64 {
     GROWTH.powi(b as i32)
 }
 
+/// Bucket 0 reads as 1 ms; any other as the geometric middle of its bounds.
+fn middle_ms(b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        upper_bound_ms(b) / GROWTH.sqrt()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_are_within_ten_percent_above_the_true_value_and_weighted_by_events() {
+    fn quantiles_are_within_five_percent_of_the_true_value_and_weighted_by_events() {
         let registry = Registry::default();
         let mut w = LatencyWindow::new(&registry, "up", 0);
         assert_eq!(w.quantile(0.99), None);
@@ -124,8 +133,8 @@ mod tests {
         w.record(400, 2, 2);
         let p50 = w.quantile(0.5).unwrap();
         let p99 = w.quantile(0.99).unwrap();
-        assert!((0.020..=0.022).contains(&p50), "{p50}");
-        assert!((0.400..=0.440).contains(&p99), "{p99}");
+        assert!((0.019..=0.021).contains(&p50), "{p50}");
+        assert!((0.380..=0.420).contains(&p99), "{p99}");
         w.update(3);
         let snapshot = registry.snapshot();
         let got: Vec<(String, f64)> = snapshot
@@ -143,7 +152,7 @@ mod tests {
         w.record(5_000, 10, 1_000);
         // Still counted in the previous window…
         w.record(10, 10, 31_000);
-        assert!(w.quantile(0.99).unwrap() >= 5.0);
+        assert!(w.quantile(0.99).unwrap() >= 4.75);
         // …and gone two windows on, while the later one stays a window more.
         w.update(61_000);
         assert!(w.quantile(0.99).unwrap() <= 0.011);

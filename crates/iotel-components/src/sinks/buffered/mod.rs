@@ -12,7 +12,12 @@
 //!   backlog is compacted when no request awaits an answer).
 //! - Buffered batches are read oldest first into the protocol until it says
 //!   the next does not fit; a request goes out once `max_events` are in, the
-//!   oldest waited `batch_timeout`, or more batches are waiting (a backlog).
+//!   oldest is due, or more batches are waiting (a backlog). `batch_timeout`
+//!   is the oldest batch's latency budget: the request goes out that long
+//!   after it was buffered minus what requests took of late (smoothed, at
+//!   most half the timeout), so that the peer acknowledges it about
+//!   `batch_timeout` after it came in. Under light load requests are small
+//!   and go out on time; under heavy load they fill to `max_events` first.
 //! - A batch leaves the buffer only when the peer answered 2xx, or when the
 //!   protocol recognises that the peer already had it. 429, 5xx (or the
 //!   statuses the protocol names), connection errors and timeouts retry the
@@ -200,6 +205,10 @@ struct Driver<P> {
     paced_until: Option<Instant>,
     slowdown: Gauge,
     latency: latency::LatencyWindow,
+    /// When the request in flight went out.
+    request_started: Option<Instant>,
+    /// How long a delivered request took, smoothed (ms).
+    request_ms: Option<f64>,
 }
 
 /// Runs a buffered sink until its input closed and it flushed.
@@ -228,6 +237,8 @@ pub(crate) async fn deliver<P: Protocol>(
             &[],
         ),
         latency: latency::LatencyWindow::new(cx.registry(), &id, unix_ms()),
+        request_started: None,
+        request_ms: None,
         s,
         main: Lane::new(protocol),
         live,
