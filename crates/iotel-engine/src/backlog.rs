@@ -60,6 +60,12 @@ impl Backlog {
         })
     }
 
+    /// The fill of the node's fullest buffer, 0 to 1.
+    pub fn fullest(&self) -> f64 {
+        let fills = self.0.fills.lock().unwrap_or_else(|p| p.into_inner());
+        fills.values().copied().fold(0.0, f64::max)
+    }
+
     /// How many times less often sources should produce: 1, 2, 4 or 8.
     pub fn factor(&self) -> u32 {
         self.0.factor.load(Ordering::Relaxed).max(1)

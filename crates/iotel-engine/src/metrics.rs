@@ -202,6 +202,10 @@ impl ComponentMetrics {
         self.sent.get()
     }
 
+    pub fn received_total(&self) -> u64 {
+        self.received.get()
+    }
+
     /// Counts one error under its stable code (e.g. `scrape_failed`).
     pub fn error(&self, code: &str) {
         self.errors(code).inc();

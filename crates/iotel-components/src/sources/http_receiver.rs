@@ -93,7 +93,8 @@ impl Refused {
         }
         match self.status {
             503 => {
-                headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+                let after = if self.code == BUFFERS_FULL { 5 } else { 1 };
+                headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(after));
             }
             413 => {
                 headers.insert(
@@ -105,6 +106,31 @@ impl Refused {
         }
         resp
     }
+}
+
+/// The refusal code while the node's buffers are full.
+pub(crate) const BUFFERS_FULL: &str = "buffers_full";
+
+/// At or above this fill of the node's fullest sink buffer, receivers turn
+/// new data away (503, `Retry-After: 5`) rather than take what a sink
+/// would have to drop or hold back: the sender keeps it in its own buffer.
+pub(crate) const FULL_AT: f64 = 0.95;
+
+/// 503 `buffers_full` while the node's fullest sink buffer is at least
+/// [`FULL_AT`] full.
+pub(crate) fn check_room(registry: &iotel_engine::Registry) -> Result<(), Refused> {
+    let fill = registry.backlog().fullest();
+    if fill >= FULL_AT {
+        return Err(Refused::new(
+            503,
+            BUFFERS_FULL,
+            format!(
+                "this node's buffers are full (the fullest at {:.0}%); send again later",
+                fill * 100.0
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `max_body_size` and `max_decoded_size` checks every receiver makes.
@@ -526,6 +552,7 @@ impl Push {
                 .stamp(who, &mut events)
                 .map_err(|d| Refused::new(403, d.code, d.reason))?;
         }
+        check_room(self.metrics.registry())?;
         self.metrics.received(events.len());
         let mut out = self.out.clone();
         let (open, acked) = out.send_acked(events).await;

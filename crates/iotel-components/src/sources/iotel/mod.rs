@@ -15,6 +15,10 @@
 //!   takes that batch once more (at-least-once).
 //! - One batch per agent at a time: a second request from an agent whose
 //!   batch is still being handled is answered 503 with `Retry-After`.
+//! - While the node's fullest sink buffer is 95% full, new batches are
+//!   answered 503 `buffers_full` with `Retry-After: 5`: the agent keeps
+//!   them, rather than this node drop or
+//!   block on them.
 //! - Bad input is answered with a 4xx and the reason, counted as an error
 //!   under a stable code, and logged (the 1st, 2nd, 4th, 8th… of each code):
 //!   a body over `max_body_size` (413, before reading it when
@@ -37,7 +41,7 @@ mod tests;
 
 #[cfg(feature = "auth")]
 use super::http_receiver::authenticate;
-use super::http_receiver::{Refused, read_body};
+use super::http_receiver::{Refused, check_room, read_body};
 use crate::http_util::{self, Body};
 use crate::id_ranges::format_ranges;
 use crate::native_protocol::{BATCH_PATH, LAST_SEQUENCE, NEXT_SEQUENCE, OLDEST_SEQUENCE, RECEIVED};
@@ -434,7 +438,9 @@ impl Receiver {
             busy: &self.busy,
             agent: header.agent_id.clone(),
         };
-        // Turned away as busy, the batch comes again: received only now.
+        // Turned away as busy or for want of room, the batch comes again:
+        // received only now.
+        check_room(self.metrics.registry())?;
         self.metrics.received(n);
         let verdict = lock(&self.sequences).check(&header.agent_id, first, last);
         if let Verdict::Seen { received, whole } = &verdict {

@@ -575,3 +575,37 @@ async fn with_signed_batches_required_tampered_unsigned_foreign_and_replayed_bat
     assert!(r.rx.try_recv().is_none());
     r.stop().await;
 }
+
+#[tokio::test]
+async fn while_the_buffers_are_full_batches_are_answered_503_retry_after_and_taken_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path(), "").await;
+    let backlog = r.metrics.registry().backlog().clone();
+    backlog.report("to_cloud", 0.96);
+    let a = crate::sources::http_receiver::testing::send(
+        r.addr,
+        "POST",
+        BATCH_PATH,
+        frame("dev-1", 1, &logs(0..3)),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            503,
+            "this node's buffers are full (the fullest at 96%); send again later"
+        )
+    );
+    assert_eq!(a.headers["retry-after"], "5");
+    assert_eq!(r.metrics.errors("buffers_full").get(), 1);
+    assert_eq!(r.metrics.received_total(), 0);
+    assert!(r.rx.try_recv().is_none());
+    // Room again: the same batch is taken.
+    backlog.report("to_cloud", 0.5);
+    assert_eq!(
+        accepted(&mut r, frame("dev-1", 1, &logs(0..3)), None).await,
+        logs(0..3)
+    );
+    r.stop().await;
+}
