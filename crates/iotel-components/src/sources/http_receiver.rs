@@ -154,6 +154,10 @@ pub struct PushConfig {
     /// `ca_file` (`crate::tls::server`).
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, accept unencrypted connections on an address other
+    /// than a loopback one (`crate::tls::server::validate_plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// `max_body_size` of the receivers: 8 MiB.
@@ -186,6 +190,12 @@ impl PushConfig {
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
             None,
+        ));
+        p.extend(crate::tls::server::validate_plaintext(
+            "address",
+            self.address,
+            self.tls.is_some(),
+            self.plaintext,
         ));
         p
     }

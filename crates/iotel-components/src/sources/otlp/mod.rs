@@ -63,6 +63,10 @@ pub struct Config {
     /// `ca_file`.
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, accept unencrypted connections on an address other
+    /// than a loopback one (`crate::tls::server::validate_plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
     /// Binds OTLP/HTTP requests to the device in the client certificate;
     /// needs `tls` with a `ca_file`; turns OTLP/gRPC off.
     #[serde(default)]
@@ -106,6 +110,17 @@ impl Config {
             self.tls.as_deref(),
             self.identity.as_deref(),
         ));
+        for (key, address) in [
+            ("http_address", self.http_address),
+            ("grpc_address", self.grpc_address),
+        ] {
+            p.extend(crate::tls::server::validate_plaintext(
+                key,
+                address,
+                self.tls.is_some(),
+                self.plaintext,
+            ));
+        }
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
                 "grpc_address",
