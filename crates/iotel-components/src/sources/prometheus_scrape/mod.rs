@@ -530,3 +530,5 @@ impl TargetScraper {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests;

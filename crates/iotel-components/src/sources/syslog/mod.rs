@@ -40,6 +40,8 @@
 mod framing;
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests;
 
 use crate::http_util;
 use crate::transforms::names::static_label_problems;
