@@ -551,6 +551,50 @@ async fn mqtts_with_credentials_consumes_and_a_wrong_password_is_counted() {
 }
 
 #[tokio::test]
+async fn a_ca_file_replaced_while_the_broker_is_refused_is_used_at_the_next_reconnection() {
+    let Some(broker) = Mosquitto::start_tls() else {
+        return;
+    };
+    let d = broker.dir.path().display().to_string();
+    let tls_port = broker.tls_port.unwrap();
+    // Starts trusting a CA that did not sign the broker's certificate.
+    let mine = tempfile::tempdir().unwrap();
+    let ca_file = mine.path().join("ca.pem");
+    std::fs::write(&ca_file, crate::tls::test_pki::Ca::new("not the broker's CA").pem).unwrap();
+    let id = "iotel-t-rotate";
+    let mut src = Running::start_unsubscribed(
+        &broker,
+        id,
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\ntopics = [\"rot/#\"]\n\
+             username = \"iotel\"\npassword = \"s3cret\"\nmax_reconnect_delay = \"200ms\"\n\
+             tls = {{ ca_file = \"{}\" }}",
+            ca_file.display()
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while src.metrics.errors("connection").get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unknown CA was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!broker.log().contains(&format!(" as {id} (")));
+
+    // The broker's CA, written over the file: no restart, the next
+    // reconnection trusts it.
+    std::fs::copy(format!("{d}/ca.pem"), &ca_file).unwrap();
+    broker.wait_subscribed(id, "rot/#", 1).await;
+    publish_v5(&broker, "rot/a", br#"{"n": 1}"#, &[]).await;
+    assert_eq!(
+        src.next_logs().await[0].fields.get("n"),
+        Some(&serde_json::json!(1))
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
 async fn tls_server_name_is_checked_against_the_brokers_certificate() {
     let Some(broker) = Mosquitto::start_tls() else {
         return;
