@@ -194,6 +194,76 @@ fn config_check_names_an_unreadable_file() {
 }
 
 #[test]
+fn config_check_refuses_every_plaintext_listener_off_loopback_unless_it_opts_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+[api]
+address = "0.0.0.0:8686"
+
+[sources.agents]
+type = "iotel"
+address = "0.0.0.0:7070"
+
+[sources.devices]
+type = "otlp"
+http_address = "0.0.0.0:4318"
+
+[sources.syslog]
+type = "syslog"
+address = "udp://0.0.0.0:5514"
+
+[sources.lan]
+type = "syslog"
+address = "tcp://0.0.0.0:5514"
+plaintext = true
+
+[sources.loki]
+type = "loki"
+address = "127.0.0.1:3100"
+
+[sources.gen]
+type = "generator"
+signal = "metric"
+
+[sinks.scrape]
+type = "prometheus_exporter"
+inputs = ["gen"]
+address = "[::]:9598"
+
+[sinks.out]
+type = "console"
+inputs = ["agents", "devices", "syslog", "lan", "loki"]
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    let f = path.display();
+    let refused = |key: &str, addr: &str| {
+        format!(
+            "{f}: {key}: listening in plaintext on {addr}: add a tls table, or set plaintext = \
+             true to accept unencrypted connections"
+        )
+    };
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            refused("api.address", "0.0.0.0:8686"),
+            refused("sources.agents.address", "0.0.0.0:7070"),
+            refused("sources.devices.http_address", "0.0.0.0:4318"),
+            refused("sources.syslog.address", "0.0.0.0:5514"),
+            refused("sinks.scrape.address", "[::]:9598"),
+            format!("5 error(s) in {f}"),
+        ]
+    );
+}
+
+#[test]
 fn sigterm_flushes_everything_accepted_and_exits_zero() {
     let mut node = Iotel::start(
         "agent",
