@@ -28,6 +28,10 @@
 //!
 //! Sessions are not resumed: each connection's handshake verifies the
 //! client certificate against the CAs loaded then.
+//!
+//! A listener without a `tls` table on an address other than a loopback
+//! one needs `plaintext = true` ([`validate_plaintext`]), and says so at
+//! start ([`warn_plaintext`]).
 
 use crate::Problem;
 use iotel_engine::config::Duration;
