@@ -130,7 +130,11 @@ fn log_totals(registry: &Registry) {
             _ => continue,
         };
         // `[api]`: the node API's TLS counters, not a component.
-        if let Some(id) = m.labels.get("component_id").filter(|id| !id.starts_with('[')) {
+        if let Some(id) = m
+            .labels
+            .get("component_id")
+            .filter(|id| !id.starts_with('['))
+        {
             totals.entry(id.to_string()).or_default()[slot] += m.value as u64;
         }
     }

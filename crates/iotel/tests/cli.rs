@@ -222,7 +222,16 @@ plaintext = true
 
 [sources.loki]
 type = "loki"
-address = "127.0.0.1:3100"
+address = "0.0.0.0:3100"
+plaintext = true
+
+[sources.prw]
+type = "prometheus_remote_write"
+address = "10.0.0.1:9201"
+
+[sources.local_prw]
+type = "prometheus_remote_write"
+address = "127.0.0.1:9202"
 
 [sources.gen]
 type = "generator"
@@ -235,7 +244,7 @@ address = "[::]:9598"
 
 [sinks.out]
 type = "console"
-inputs = ["agents", "devices", "syslog", "lan", "loki"]
+inputs = ["agents", "devices", "syslog", "lan", "loki", "prw", "local_prw"]
 "#,
     )
     .unwrap();
@@ -256,9 +265,10 @@ inputs = ["agents", "devices", "syslog", "lan", "loki"]
             refused("api.address", "0.0.0.0:8686"),
             refused("sources.agents.address", "0.0.0.0:7070"),
             refused("sources.devices.http_address", "0.0.0.0:4318"),
+            refused("sources.prw.address", "10.0.0.1:9201"),
             refused("sources.syslog.address", "0.0.0.0:5514"),
             refused("sinks.scrape.address", "[::]:9598"),
-            format!("5 error(s) in {f}"),
+            format!("6 error(s) in {f}"),
         ]
     );
 }

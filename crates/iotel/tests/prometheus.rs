@@ -206,8 +206,24 @@ fn pki(dir: &std::path::Path) {
     let d = dir.display().to_string();
     for args in [
         vec!["certs", "init", "--dir", &d],
-        vec!["certs", "issue-server", "--dir", &d, "--dns", "localhost", "--ip", "127.0.0.1"],
-        vec!["certs", "issue-device", "--dir", &d, "--device-id", "prometheus"],
+        vec![
+            "certs",
+            "issue-server",
+            "--dir",
+            &d,
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        vec![
+            "certs",
+            "issue-device",
+            "--dir",
+            &d,
+            "--device-id",
+            "prometheus",
+        ],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotel"))
             .args(&args)

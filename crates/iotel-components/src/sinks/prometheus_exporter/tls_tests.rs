@@ -203,10 +203,7 @@ fn a_plaintext_endpoint_on_another_address_than_loopback_needs_plaintext_true() 
                 .to_string()
         )]
     );
-    assert_eq!(
-        problems("address = \"0.0.0.0:9598\"\nplaintext = true"),
-        []
-    );
+    assert_eq!(problems("address = \"0.0.0.0:9598\"\nplaintext = true"), []);
     assert_eq!(problems("address = \"[::1]:9598\""), []);
     assert_eq!(
         problems(

@@ -136,10 +136,10 @@ impl Config {
             } else {
                 p.push(Problem::new("tls", crate::tls::NOT_BUILT_IN));
             }
-            let https = self
-                .targets
-                .iter()
-                .any(|t| t.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+            let https = self.targets.iter().any(|t| {
+                t.get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+            });
             if !https && !self.targets.is_empty() {
                 p.push(Problem::new(
                     "tls",

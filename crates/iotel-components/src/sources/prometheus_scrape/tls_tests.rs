@@ -92,7 +92,8 @@ async fn an_https_target_gets_the_client_certificate_and_a_rotated_one_on_the_ne
     let ca = Ca::new("scrape CA");
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
     ca.server(&[0x5e]).write(dir.path(), "server");
-    ca.client("agent-1", None, &[0x0a]).write(dir.path(), "client");
+    ca.client("agent-1", None, &[0x0a])
+        .write(dir.path(), "client");
     let (addr, _server) = mtls_target(dir.path()).await;
 
     // By IP address, so the certificate (for localhost) is checked against
@@ -127,9 +128,15 @@ async fn an_https_target_gets_the_client_certificate_and_a_rotated_one_on_the_ne
     #[allow(clippy::cast_precision_loss)]
     let left = |t: i64| (t - now) as f64;
     let client_expiry = expiry(&metrics, &dir.path().join("client.pem"));
-    assert!((client_expiry - left(3_755_376_000)).abs() < 30.0, "{client_expiry}");
+    assert!(
+        (client_expiry - left(3_755_376_000)).abs() < 30.0,
+        "{client_expiry}"
+    );
     let ca_expiry = expiry(&metrics, &dir.path().join("ca.pem"));
-    assert!((ca_expiry - left(3_786_912_000)).abs() < 30.0, "{ca_expiry}");
+    assert!(
+        (ca_expiry - left(3_786_912_000)).abs() < 30.0,
+        "{ca_expiry}"
+    );
 
     // Rotated in place: the next connection presents the new certificate.
     let mut renewed = ca.leaf(crate::tls::test_pki::Leaf {
@@ -146,7 +153,10 @@ async fn an_https_target_gets_the_client_certificate_and_a_rotated_one_on_the_ne
     let seen = serials_until(&mut rx, "0b").await;
     assert!(seen == ["0b"] || seen == ["0a", "0b"], "{seen:?}");
     let client_expiry = expiry(&metrics, &dir.path().join("client.pem"));
-    assert!((client_expiry - left(3_471_292_800)).abs() < 30.0, "{client_expiry}");
+    assert!(
+        (client_expiry - left(3_471_292_800)).abs() < 30.0,
+        "{client_expiry}"
+    );
     assert_eq!(metrics.errors("tls_reload_failed").get(), 0);
     assert_eq!(metrics.errors("scrape_failed").get(), 0);
 
@@ -161,7 +171,11 @@ fn a_tls_table_needs_an_https_target_and_https_instances_default_to_443() {
         "targets = [\"http://10.0.0.1:9100/metrics\"]\ntls = { ca_file = \"ca.pem\" }",
     )
     .unwrap();
-    let p: Vec<(String, String)> = cfg.validate().into_iter().map(|p| (p.key, p.message)).collect();
+    let p: Vec<(String, String)> = cfg
+        .validate()
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect();
     assert_eq!(
         p,
         [(
@@ -170,11 +184,15 @@ fn a_tls_table_needs_an_https_target_and_https_instances_default_to_443() {
         )]
     );
     assert_eq!(
-        parse_target("https://plc-1.plant.local/metrics").unwrap().instance,
+        parse_target("https://plc-1.plant.local/metrics")
+            .unwrap()
+            .instance,
         "plc-1.plant.local:443"
     );
     assert_eq!(
-        parse_target("http://plc-1.plant.local/metrics").unwrap().instance,
+        parse_target("http://plc-1.plant.local/metrics")
+            .unwrap()
+            .instance,
         "plc-1.plant.local:80"
     );
 }

@@ -560,7 +560,11 @@ async fn a_ca_file_replaced_while_the_broker_is_refused_is_used_at_the_next_reco
     // Starts trusting a CA that did not sign the broker's certificate.
     let mine = tempfile::tempdir().unwrap();
     let ca_file = mine.path().join("ca.pem");
-    std::fs::write(&ca_file, crate::tls::test_pki::Ca::new("not the broker's CA").pem).unwrap();
+    std::fs::write(
+        &ca_file,
+        crate::tls::test_pki::Ca::new("not the broker's CA").pem,
+    )
+    .unwrap();
     let id = "iotel-t-rotate";
     let mut src = Running::start_unsubscribed(
         &broker,
