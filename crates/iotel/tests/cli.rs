@@ -274,6 +274,51 @@ inputs = ["agents", "devices", "syslog", "lan", "loki", "prw", "local_prw"]
 }
 
 #[test]
+fn plaintext_true_listeners_off_loopback_start_with_a_warning_each() {
+    let api_port = util::free_port();
+    let syslog_port = util::free_port();
+    let mut node = Iotel::start_on(
+        api_port,
+        "agent",
+        &format!(
+            r#"
+[api]
+address = "0.0.0.0:{api_port}"
+plaintext = true
+
+[sources.syslog]
+type = "syslog"
+address = "udp://0.0.0.0:{syslog_port}"
+plaintext = true
+
+[sinks.out]
+type = "console"
+inputs = ["syslog"]
+"#
+        ),
+        &[],
+    );
+    let warned = |component: &str, addr: String| {
+        let want = format!(
+            "listening in plaintext on {addr} (plaintext = true): anyone on the network can \
+             read and forge what is sent here; add a tls table to encrypt component=\"{component}\""
+        );
+        let line = wait_for(&want, Duration::from_secs(10), || {
+            let stderr = node.proc.stderr();
+            stderr
+                .lines()
+                .find(|l| l.ends_with(&want))
+                .map(str::to_string)
+        });
+        assert!(line.contains(" WARN "), "{line}");
+    };
+    warned("[api]", format!("0.0.0.0:{api_port}"));
+    warned("syslog", format!("0.0.0.0:{syslog_port}"));
+    let status = node.proc.terminate(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{}", node.proc.report());
+}
+
+#[test]
 fn sigterm_flushes_everything_accepted_and_exits_zero() {
     let mut node = Iotel::start(
         "agent",
