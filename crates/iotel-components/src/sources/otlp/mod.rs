@@ -114,12 +114,18 @@ impl Config {
             ("http_address", self.http_address),
             ("grpc_address", self.grpc_address),
         ] {
-            p.extend(crate::tls::server::validate_plaintext(
+            let found = crate::tls::server::validate_plaintext(
                 key,
                 address,
                 self.tls.is_some(),
                 self.plaintext,
-            ));
+            );
+            // Both addresses: a contradiction in the table is told once.
+            for f in found {
+                if !p.contains(&f) {
+                    p.push(f);
+                }
+            }
         }
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
