@@ -26,6 +26,32 @@ pub struct ApiConfig {
     pub address: SocketAddr,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// HTTPS, with client certificates when it has a `ca_file`
+    /// (`crate::tls::server`).
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, serve unencrypted on an address other than a
+    /// loopback one.
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+impl ApiConfig {
+    /// Problems under `api`: its `tls` table, and a plaintext listener
+    /// that is not on a loopback address.
+    pub fn validate(&self) -> Vec<Problem> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let mut p = crate::tls::server::validate_listener(self.tls.as_deref(), None);
+        p.extend(crate::tls::server::validate_plaintext(
+            "address",
+            self.address,
+            self.tls.is_some(),
+            self.plaintext,
+        ));
+        p
+    }
 }
 
 fn default_api_address() -> SocketAddr {
@@ -41,6 +67,8 @@ impl Default for ApiConfig {
         Self {
             address: default_api_address(),
             enabled: true,
+            tls: None,
+            plaintext: false,
         }
     }
 }
@@ -197,6 +225,9 @@ pub fn load(
     }
 
     let api: ApiConfig = section(&mut table, "api", file, &mut errors).unwrap_or_default();
+    for p in api.validate() {
+        errors.push(err(&format!("api.{}", p.key), p.message));
+    }
     let runtime: RuntimeConfig =
         section(&mut table, "runtime", file, &mut errors).unwrap_or_default();
     let data_dir = match (src.data_dir_override, table.remove("data_dir")) {
@@ -570,6 +601,36 @@ impl Loaded {
             }
         }
         errors.into_result(nodes)
+    }
+
+    /// The node API's TLS: the `[api]` tls table's files read, `None`
+    /// without one (or with the API off). Its metrics (the certificate
+    /// expiry, failed handshakes) go to `registry` as component `[api]`, the
+    /// id the graph check gives the API (no component's id has brackets).
+    ///
+    /// # Errors
+    /// A file that cannot be read or does not fit, under `api.tls`.
+    #[cfg(feature = "tls")]
+    pub fn build_api_tls(
+        &self,
+        registry: &iotel_engine::Registry,
+    ) -> Result<Option<crate::tls::server::TlsListener>, ConfigErrors> {
+        let Some(tls) = self.api.tls.as_ref().filter(|_| self.api.enabled) else {
+            return Ok(None);
+        };
+        let cx = BuildContext {
+            id: "[api]".into(),
+            metrics: iotel_engine::ComponentMetrics::new(registry, "[api]", "api", "node_api"),
+            data_dir: self.data_dir.clone(),
+            config_dir: self.config_dir.clone(),
+        };
+        tls.build("api.tls", &cx, &[b"http/1.1"])
+            .map(Some)
+            .map_err(|p| {
+                let mut errors = ConfigErrors::default();
+                errors.push(ConfigError::new(&self.file, p.key, p.message));
+                errors
+            })
     }
 }
 

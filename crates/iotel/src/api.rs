@@ -1,8 +1,9 @@
 //! The node API: `/healthz` (alive), `/readyz` (running and not stopping),
 //! `/metrics` (the node's own metrics, text 0.0.4 or OpenMetrics by the
-//! request's `Accept`).
+//! request's `Accept`). With an `[api]` tls table it speaks HTTPS only
+//! (client certificates when the table has a `ca_file`).
 
-use iotel_components::http_util::{Body, response, serve as serve_http};
+use iotel_components::http_util::{Body, Tls, response, serve_with};
 use iotel_engine::{Registry, Shutdown};
 use iotel_formats::prometheus::encode::{EncodeOptions, encode, negotiate};
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use tokio::net::TcpListener;
 pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
+    tls: Option<Tls>,
     registry: Registry,
     ready: Arc<AtomicBool>,
 ) {
-    serve_http(listener, shutdown, move |req| {
+    serve_with(listener, shutdown, tls, move |req| {
         let registry = registry.clone();
         let ready = ready.clone();
         async move {

@@ -156,7 +156,18 @@ fn check(path: &Path, data_dir: Option<&Path>) -> ExitCode {
         return ExitCode::FAILURE;
     };
     // Building reads tables and schemas a component names; nothing starts.
-    if let Err(errors) = loaded.build(&iotel_engine::Registry::default()) {
+    let registry = iotel_engine::Registry::default();
+    let built = loaded.build(&registry);
+    #[cfg(feature = "tls")]
+    let built = match (built, loaded.build_api_tls(&registry)) {
+        (Ok(_), Ok(_)) => Ok(()),
+        (Err(mut e), Err(api)) => {
+            e.0.extend(api.0);
+            Err(e)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    if let Err(errors) = built {
         for e in &errors.0 {
             eprintln!("{e}");
         }

@@ -17,6 +17,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let api_tls = match api_tls(&loaded, &registry) {
+        Ok(t) => t,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let (api_stop, api_shutdown) = shutdown::channel();
     let api_listener = if loaded.api.enabled {
         Some(
@@ -34,10 +43,21 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
     };
     let topology = Topology::start(nodes, &registry, &opts);
     if let Some(listener) = api_listener {
-        tracing::info!("node API listening on http://{}", loaded.api.address);
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
+        tracing::info!("node API listening on {scheme}://{}", loaded.api.address);
+        iotel_components::tls::server::warn_plaintext(
+            "[api]",
+            loaded.api.address,
+            api_tls.is_some(),
+        );
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &api_tls {
+            tokio::spawn(tls.clone().watch(api_shutdown.clone()));
+        }
         tokio::spawn(api::serve(
             listener,
             api_shutdown,
+            api_tls,
             registry.clone(),
             topology.ready(),
         ));
@@ -61,6 +81,24 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The node API's TLS, read from the `[api]` tls table's files.
+#[cfg(feature = "tls")]
+fn api_tls(
+    loaded: &Loaded,
+    registry: &Registry,
+) -> Result<Option<iotel_components::http_util::Tls>, iotel_engine::config::ConfigErrors> {
+    loaded.build_api_tls(registry)
+}
+
+/// Builds without TLS refuse an `[api]` tls table when the config loads.
+#[cfg(not(feature = "tls"))]
+fn api_tls(
+    _loaded: &Loaded,
+    _registry: &Registry,
+) -> Result<Option<iotel_components::http_util::Tls>, iotel_engine::config::ConfigErrors> {
+    Ok(None)
 }
 
 async fn wait_for_signal() {
@@ -91,7 +129,12 @@ fn log_totals(registry: &Registry) {
             "iotel_component_discarded_events_total" => 2,
             _ => continue,
         };
-        if let Some(id) = m.labels.get("component_id") {
+        // `[api]`: the node API's TLS counters, not a component.
+        if let Some(id) = m
+            .labels
+            .get("component_id")
+            .filter(|id| !id.starts_with('['))
+        {
             totals.entry(id.to_string()).or_default()[slot] += m.value as u64;
         }
     }

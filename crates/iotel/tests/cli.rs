@@ -194,6 +194,131 @@ fn config_check_names_an_unreadable_file() {
 }
 
 #[test]
+fn config_check_refuses_every_plaintext_listener_off_loopback_unless_it_opts_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+[api]
+address = "0.0.0.0:8686"
+
+[sources.agents]
+type = "iotel"
+address = "0.0.0.0:7070"
+
+[sources.devices]
+type = "otlp"
+http_address = "0.0.0.0:4318"
+
+[sources.syslog]
+type = "syslog"
+address = "udp://0.0.0.0:5514"
+
+[sources.lan]
+type = "syslog"
+address = "tcp://0.0.0.0:5514"
+plaintext = true
+
+[sources.loki]
+type = "loki"
+address = "0.0.0.0:3100"
+plaintext = true
+
+[sources.prw]
+type = "prometheus_remote_write"
+address = "10.0.0.1:9201"
+
+[sources.local_prw]
+type = "prometheus_remote_write"
+address = "127.0.0.1:9202"
+
+[sources.gen]
+type = "generator"
+signal = "metric"
+
+[sinks.scrape]
+type = "prometheus_exporter"
+inputs = ["gen"]
+address = "[::]:9598"
+
+[sinks.out]
+type = "console"
+inputs = ["agents", "devices", "syslog", "lan", "loki", "prw", "local_prw"]
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    let f = path.display();
+    let refused = |key: &str, addr: &str| {
+        format!(
+            "{f}: {key}: listening in plaintext on {addr}: add a tls table, or set plaintext = \
+             true to accept unencrypted connections"
+        )
+    };
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            refused("api.address", "0.0.0.0:8686"),
+            refused("sources.agents.address", "0.0.0.0:7070"),
+            refused("sources.devices.http_address", "0.0.0.0:4318"),
+            refused("sources.prw.address", "10.0.0.1:9201"),
+            refused("sources.syslog.address", "0.0.0.0:5514"),
+            refused("sinks.scrape.address", "[::]:9598"),
+            format!("6 error(s) in {f}"),
+        ]
+    );
+}
+
+#[test]
+fn plaintext_true_listeners_off_loopback_start_with_a_warning_each() {
+    let api_port = util::free_port();
+    let syslog_port = util::free_port();
+    let mut node = Iotel::start_on(
+        api_port,
+        "agent",
+        &format!(
+            r#"
+[api]
+address = "0.0.0.0:{api_port}"
+plaintext = true
+
+[sources.syslog]
+type = "syslog"
+address = "udp://0.0.0.0:{syslog_port}"
+plaintext = true
+
+[sinks.out]
+type = "console"
+inputs = ["syslog"]
+"#
+        ),
+        &[],
+    );
+    let warned = |component: &str, addr: String| {
+        let want = format!(
+            "listening in plaintext on {addr} (plaintext = true): anyone on the network can \
+             read and forge what is sent here; add a tls table to encrypt component=\"{component}\""
+        );
+        let line = wait_for(&want, Duration::from_secs(10), || {
+            let stderr = node.proc.stderr();
+            stderr
+                .lines()
+                .find(|l| l.ends_with(&want))
+                .map(str::to_string)
+        });
+        assert!(line.contains(" WARN "), "{line}");
+    };
+    warned("[api]", format!("0.0.0.0:{api_port}"));
+    warned("syslog", format!("0.0.0.0:{syslog_port}"));
+    let status = node.proc.terminate(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{}", node.proc.report());
+}
+
+#[test]
 fn sigterm_flushes_everything_accepted_and_exits_zero() {
     let mut node = Iotel::start(
         "agent",

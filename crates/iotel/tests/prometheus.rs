@@ -199,3 +199,105 @@ address = "127.0.0.1:{exporter_port}"
     let battery = prom.wait_for_series(r#"battery_level_percent{supply="BAT0"}"#);
     assert_eq!(battery[0].1, "87");
 }
+
+/// `iotel certs` in `dir`: a CA, a server certificate for localhost and
+/// 127.0.0.1, and a client certificate for Prometheus.
+fn pki(dir: &std::path::Path) {
+    let d = dir.display().to_string();
+    for args in [
+        vec!["certs", "init", "--dir", &d],
+        vec![
+            "certs",
+            "issue-server",
+            "--dir",
+            &d,
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        vec![
+            "certs",
+            "issue-device",
+            "--dir",
+            &d,
+            "--device-id",
+            "prometheus",
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotel"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_exporter_and_the_node_api_over_https_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    pki(certs.path());
+    let p = certs.path().display().to_string();
+    let exporter_port = util::free_port();
+    let api_port = util::free_port();
+    let job = |name: &str, port: u16| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {p}/ca.pem\n\
+             \x20     cert_file: {p}/devices/prometheus.pem\n      key_file: {p}/devices/prometheus.key\n\
+             \x20   static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )
+    };
+    let prom = Prometheus::start(
+        &format!("{}{}", job("device", exporter_port), job("node", api_port)),
+        &[],
+    );
+    let tls = format!(
+        "{{ cert_file = \"{p}/servers/localhost.pem\", key_file = \"{p}/servers/localhost.key\", \
+         ca_file = \"{p}/ca.pem\" }}"
+    );
+    let config = format!(
+        r#"
+[api]
+address = "127.0.0.1:{api_port}"
+tls = {tls}
+
+[sources.gen]
+type = "generator"
+signal = "metric"
+interval = "1s"
+
+[sinks.local]
+type = "prometheus_exporter"
+inputs = ["gen"]
+address = "127.0.0.1:{exporter_port}"
+tls = {tls}
+"#
+    );
+    let _agent = Iotel::start_unready("agent", &config);
+
+    let up = prom.wait_for_series(r#"up{job="device"} == 1"#);
+    assert_eq!(up.len(), 1);
+    let samples = prom.wait_for_series(r#"iotel_generator_sample{job="device"}"#);
+    assert!(!samples.is_empty());
+    let up = prom.wait_for_series(r#"up{job="node"} == 1"#);
+    assert_eq!(up.len(), 1);
+    // The node's own metrics, over HTTPS: the expiry of the exporter's and
+    // the API's certificates (365 days, `iotel certs`' default).
+    let expiry = prom.wait_for_series(
+        r#"iotel_tls_cert_expiry_seconds{job="node",component_id=~"local|\\[api\\]",file=~".*localhost.pem"}"#,
+    );
+    let mut ids: Vec<String> = expiry
+        .iter()
+        .map(|(m, _)| m["component_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["[api]", "local"]);
+    for (_, v) in &expiry {
+        let days = v.parse::<f64>().unwrap() / 86_400.0;
+        assert!((364.0..=365.0).contains(&days), "{days}");
+    }
+}

@@ -59,11 +59,66 @@ inputs = ["gen", "nowhere"]
         msgs,
         [
             "edge.toml: bogus: unknown key; expected one of: data_dir, api, runtime, sources, transforms, sinks",
-            "edge.toml: api.adress: unknown key `adress`, expected `address` or `enabled`",
+            "edge.toml: api.adress: unknown key `adress`, expected one of `address`, `enabled`, `tls`, `plaintext`",
             "edge.toml: sources.gen.interval: expected a duration such as \"30s\", \"500ms\" or \"5m\", got \"fast\" (expected number at 0)",
             "edge.toml: sources.mystery.type: unknown source type \"telepathy\"; expected one of: device_health, file_tail, generator, internal_metrics, iotel, loki, mqtt, otlp, prometheus_remote_write, prometheus_scrape, stdin, syslog",
             "edge.toml: sinks.out.inputs: unknown input \"nowhere\": no source or transform has that id",
         ]
+    );
+}
+
+#[test]
+fn the_node_api_off_loopback_needs_a_tls_table_or_plaintext_true() {
+    let config = |api: &str| {
+        format!(
+            "[api]\n{api}\n[sources.gen]\ntype = \"generator\"\nsignal = \"log\"\n\
+             [sinks.out]\ntype = \"console\"\ninputs = [\"gen\"]\n"
+        )
+    };
+    let msgs = messages(load_str(&config("address = \"0.0.0.0:8686\"")).unwrap_err());
+    assert_eq!(
+        msgs,
+        [
+            "edge.toml: api.address: listening in plaintext on 0.0.0.0:8686: add a tls table, or \
+             set plaintext = true to accept unencrypted connections"
+        ]
+    );
+    let c = load_str(&config("address = \"0.0.0.0:8686\"\nplaintext = true")).unwrap();
+    assert!(c.api.plaintext);
+    // Off, it listens nowhere.
+    load_str(&config("address = \"0.0.0.0:8686\"\nenabled = false")).unwrap();
+    let msgs = messages(
+        load_str(&config(
+            "address = \"0.0.0.0:8686\"\ntls = { cert_file = \"api.pem\", key_file = \"api.key\", \
+             verify_client = true }",
+        ))
+        .unwrap_err(),
+    );
+    assert_eq!(
+        msgs,
+        [
+            "edge.toml: api.tls.ca_file: verify_client is true: expected ca_file with the CAs \
+             client certificates chain to"
+        ]
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn the_node_api_tls_files_are_read_when_built_and_errors_name_them() {
+    let c = load_str(
+        "[api]\naddress = \"0.0.0.0:8686\"\ntls = { cert_file = \"api.pem\", key_file = \"api.key\" }\n\
+         [sources.gen]\ntype = \"generator\"\nsignal = \"log\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"gen\"]\n",
+    )
+    .unwrap();
+    let errors = c
+        .build_api_tls(&iotel_engine::Registry::default())
+        .unwrap_err();
+    let msgs = messages(errors);
+    assert_eq!(msgs.len(), 1);
+    assert!(
+        msgs[0].starts_with("edge.toml: api.tls.cert_file: /etc/iotel/api.pem: "),
+        "{msgs:?}"
     );
 }
 

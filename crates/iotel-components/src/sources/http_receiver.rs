@@ -186,6 +186,10 @@ pub struct PushConfig {
     /// (`crate::tls::identity`); needs `tls` with a `ca_file`.
     #[serde(default)]
     pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
+    /// Without `tls`, accept unencrypted connections on an address other
+    /// than a loopback one (`crate::tls::server::validate_plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// `max_body_size` of the receivers: 8 MiB.
@@ -218,6 +222,12 @@ impl PushConfig {
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
             self.identity.as_deref(),
+        ));
+        p.extend(crate::tls::server::validate_plaintext(
+            "address",
+            self.address,
+            self.tls.is_some(),
+            self.plaintext,
         ));
         p
     }

@@ -18,6 +18,12 @@
 //! an error `tls_reload_failed` on the component; the files are tried
 //! again once they change again.
 //!
+//! With the component's metrics, `iotel_tls_cert_expiry_seconds{
+//! component_id, file}` tells the seconds until the `notAfter` of the
+//! client certificate (`file` = cert_file) and of the earliest-expiring CA
+//! in `ca_file`, as listeners export theirs; set on load and on each
+//! reload, and brought up to date at each check.
+//!
 //! Without a `tls` table the source trusts the system's roots, read on the
 //! first `https` connection: a component that only speaks plain HTTP never
 //! reads them.
@@ -57,6 +63,9 @@ pub struct ClientTlsSource {
     /// Counts failed reloads (`tls_reload_failed`); absent in tests that
     /// build a source alone.
     metrics: Option<ComponentMetrics>,
+    /// The expiry gauges of `cert_file` and `ca_file`, with the `notAfter`
+    /// (Unix seconds) of the material in use.
+    expiry: Mutex<Vec<(iotel_engine::Gauge, i64)>>,
 }
 
 #[derive(Debug)]
@@ -118,7 +127,7 @@ impl ClientTlsSource {
         // Stamped before reading, so a change during the read is seen.
         let stamps = files.stamps();
         let config = files.load(&alpn)?;
-        Ok(Self {
+        let source = Self {
             files: Some(files),
             alpn,
             current: RwLock::new(Some(Arc::new(config))),
@@ -128,7 +137,12 @@ impl ClientTlsSource {
             }),
             check_every: CHECK_EVERY,
             metrics,
-        })
+            expiry: Mutex::new(Vec::new()),
+        };
+        if let Some(files) = &source.files {
+            source.note_expiry(files);
+        }
+        Ok(source)
     }
 
     /// The system's trust roots, read on first use; no client certificate.
@@ -143,6 +157,7 @@ impl ClientTlsSource {
             }),
             check_every: CHECK_EVERY,
             metrics: None,
+            expiry: Mutex::new(Vec::new()),
         }
     }
 
@@ -197,6 +212,7 @@ impl ClientTlsSource {
                     checked.stamps = stamps;
                     self.reload(files);
                 }
+                self.export_expiry();
             }
         }
         self.read()
@@ -214,6 +230,7 @@ impl ClientTlsSource {
         match files.load(&self.alpn) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+                self.note_expiry(files);
                 tracing::info!(
                     component = self.component(),
                     "reloaded the TLS material from {shown}; new connections use it"
@@ -230,6 +247,40 @@ impl ClientTlsSource {
                     p.message
                 );
             }
+        }
+    }
+
+    /// Reads the `notAfter` of `cert_file`'s leaf and of `ca_file`'s
+    /// earliest CA for the expiry gauges, and sets them.
+    fn note_expiry(&self, files: &Files) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let mut noted = Vec::new();
+        for (path, leaf) in [(&files.tls.cert_file, true), (&files.tls.ca_file, false)] {
+            let Some(path) = path.as_ref().map(|p| files.dir.join(p)) else {
+                continue;
+            };
+            if let Some(t) = super::server::pem_not_after(&path, leaf) {
+                let file = path.display().to_string();
+                let labels = [("component_id", m.id()), ("file", file.as_str())];
+                let g = m.registry().gauge(
+                    super::server::CERT_EXPIRY,
+                    super::server::CERT_EXPIRY_HELP,
+                    &labels,
+                );
+                noted.push((g, t));
+            }
+        }
+        *self.expiry.lock().unwrap_or_else(|e| e.into_inner()) = noted;
+        self.export_expiry();
+    }
+
+    fn export_expiry(&self) {
+        let now = jiff::Timestamp::now().as_second();
+        for (g, t) in self.expiry.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            #[allow(clippy::cast_precision_loss)]
+            g.set((t - now) as f64);
         }
     }
 

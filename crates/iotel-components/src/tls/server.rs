@@ -28,6 +28,10 @@
 //!
 //! Sessions are not resumed: each connection's handshake verifies the
 //! client certificate against the CAs loaded then.
+//!
+//! A listener without a `tls` table on an address other than a loopback
+//! one needs `plaintext = true` ([`validate_plaintext`]), and says so at
+//! start ([`warn_plaintext`]).
 
 use crate::Problem;
 use iotel_engine::config::Duration;
@@ -112,6 +116,49 @@ pub fn validate_listener(
         }
     }
     p
+}
+
+/// The problem with a listener on `address` without a `tls` table (`tls`
+/// false): on any address but a loopback one it needs `plaintext = true`,
+/// the explicit opt-in to unencrypted connections. `key` is the address's
+/// key path (`address`, `http_address`). A `tls` table with `plaintext =
+/// true` contradicts itself.
+pub fn validate_plaintext(
+    key: &str,
+    address: std::net::SocketAddr,
+    tls: bool,
+    plaintext: bool,
+) -> Vec<Problem> {
+    if tls && plaintext {
+        return vec![Problem::new(
+            "plaintext",
+            "expected either a tls table or plaintext = true, not both",
+        )];
+    }
+    if tls || plaintext || address.ip().is_loopback() {
+        return Vec::new();
+    }
+    vec![Problem::new(
+        key,
+        format!(
+            "listening in plaintext on {address}: add a tls table, or set plaintext = true to \
+             accept unencrypted connections"
+        ),
+    )]
+}
+
+/// Logs the warning of a listener that accepts unencrypted connections
+/// from other hosts (`plaintext = true` on an address that is not a
+/// loopback one); nothing for a loopback address or one with TLS.
+pub fn warn_plaintext(component: &str, address: std::net::SocketAddr, tls: bool) {
+    if tls || address.ip().is_loopback() {
+        return;
+    }
+    tracing::warn!(
+        component,
+        "listening in plaintext on {address} (plaintext = true): anyone on the network can read \
+         and forge what is sent here; add a tls table to encrypt"
+    );
 }
 
 #[cfg(feature = "tls")]
@@ -260,6 +307,22 @@ mod imp {
                 ca_not_after,
             })
         }
+    }
+
+    /// The gauge of certificate expiry, for listeners and clients alike.
+    pub const CERT_EXPIRY: &str = "iotel_tls_cert_expiry_seconds";
+    pub const CERT_EXPIRY_HELP: &str = "Seconds until the notAfter of a TLS certificate a \
+        component presents (file = its cert_file) and of the earliest-expiring CA in its ca_file.";
+
+    /// Unix seconds of the `notAfter` of the first certificate in a PEM
+    /// file (`leaf`), or of the earliest-expiring one; `None` when the file
+    /// holds no certificate that parses.
+    pub(crate) fn pem_not_after(path: &Path, leaf: bool) -> Option<i64> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .ok()?
+            .filter_map(Result::ok)
+            .take(if leaf { 1 } else { usize::MAX });
+        certs.filter_map(|c| not_after(&c).ok()).min()
     }
 
     /// Unix seconds of a certificate's `notAfter`.
@@ -419,12 +482,10 @@ mod imp {
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
             config.send_tls13_tickets = 0;
             let registry = cx.metrics.registry();
-            let help = "Seconds until the notAfter of a TLS listener's certificate (file = \
-                        cert_file) and of the earliest-expiring CA in its ca_file.";
             let gauge = |file: &Path| {
                 registry.gauge(
-                    "iotel_tls_cert_expiry_seconds",
-                    help,
+                    CERT_EXPIRY,
+                    CERT_EXPIRY_HELP,
                     &[
                         ("component_id", &cx.id),
                         ("file", &file.display().to_string()),

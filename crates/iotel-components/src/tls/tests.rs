@@ -377,3 +377,69 @@ async fn leaves_of_an_intermediate_ca_verify_against_the_root_as_iotel_certs_mak
         .unwrap_err();
     assert!(err.contains("received fatal alert: UnknownCA"), "{err}");
 }
+
+#[test]
+fn a_plaintext_listener_needs_loopback_tls_or_plaintext_true_and_not_both() {
+    use super::server::validate_plaintext;
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let refused = |a: &str| {
+        vec![crate::Problem::new(
+            "address",
+            format!(
+                "listening in plaintext on {a}: add a tls table, or set plaintext = true to \
+                 accept unencrypted connections"
+            ),
+        )]
+    };
+    for a in [
+        "0.0.0.0:9000",
+        "[::]:9000",
+        "10.1.2.3:9000",
+        "[fe80::1]:9000",
+    ] {
+        assert_eq!(
+            validate_plaintext("address", addr(a), false, false),
+            refused(a)
+        );
+        assert_eq!(validate_plaintext("address", addr(a), false, true), []);
+        assert_eq!(validate_plaintext("address", addr(a), true, false), []);
+    }
+    for a in ["127.0.0.1:9000", "127.8.9.1:9000", "[::1]:9000"] {
+        assert_eq!(validate_plaintext("address", addr(a), false, false), []);
+    }
+    assert_eq!(
+        validate_plaintext("address", addr("127.0.0.1:9000"), true, true),
+        [crate::Problem::new(
+            "plaintext",
+            "expected either a tls table or plaintext = true, not both"
+        )]
+    );
+}
+
+#[cfg(feature = "otlp")]
+#[test]
+fn the_otlp_source_checks_both_its_addresses_and_tells_a_contradiction_once() {
+    let problems = |text: &str| -> Vec<(String, String)> {
+        let c: crate::sources::otlp::Config = toml::from_str(text).unwrap();
+        c.validate()
+            .into_iter()
+            .map(|p| (p.key, p.message))
+            .collect()
+    };
+    assert_eq!(
+        problems("grpc_address = \"0.0.0.0:4317\""),
+        [(
+            "grpc_address".to_string(),
+            "listening in plaintext on 0.0.0.0:4317: add a tls table, or set plaintext = true \
+             to accept unencrypted connections"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        problems("plaintext = true\ntls = { cert_file = \"s.pem\", key_file = \"s.key\" }"),
+        [(
+            "plaintext".to_string(),
+            "expected either a tls table or plaintext = true, not both".to_string()
+        )]
+    );
+}

@@ -335,6 +335,32 @@ impl Iotel {
         Self::restart_in(dir, api_port, role)
     }
 
+    /// As [`Iotel::start`], without waiting for a plain-HTTP `/readyz`:
+    /// for a node whose API speaks HTTPS (`api` is unused then).
+    pub fn start_unready(role: &str, config: &str) -> Iotel {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config.replace("{DIR}", &dir.path().display().to_string());
+        std::fs::write(dir.path().join("iotel.toml"), text).unwrap();
+        let args = vec![
+            role.to_string(),
+            "--config".into(),
+            dir.path().join("iotel.toml").display().to_string(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+        ];
+        let proc = Proc::spawn(
+            "iotel",
+            Path::new(env!("CARGO_BIN_EXE_iotel")),
+            &args,
+            dir,
+            &[("IOTEL_LOG", "info")],
+        );
+        Iotel {
+            proc,
+            api: "127.0.0.1:0".parse().unwrap(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         self.proc.dir.path()
     }

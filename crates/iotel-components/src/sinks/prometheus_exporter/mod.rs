@@ -12,6 +12,13 @@
 //! - The answer is text 0.0.4 or OpenMetrics by the scrape's `Accept` header,
 //!   series in the order they were first seen, grouped by family.
 //!
+//! - With `tls` (the listener table of `crate::tls::server`) the endpoint
+//!   speaks HTTPS only; with a `ca_file` in it, scrapers must present a
+//!   client certificate that chains to it. The files are reloaded when they
+//!   change, and `iotel_tls_cert_expiry_seconds` tells when they expire.
+//!   Without `tls`, an address other than a loopback one needs
+//!   `plaintext = true`.
+//!
 //! The HTTP server starts when the sink runs and stops when its input closes.
 
 use crate::http_util::{self, Body};
@@ -43,6 +50,13 @@ pub struct Config {
     /// Series held at most; new series past this are dropped and counted.
     #[serde(default = "default_max_series")]
     pub max_series: NonZeroUsize,
+    /// HTTPS, with client certificates when it has a `ca_file`.
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, serve unencrypted on an address other than a
+    /// loopback one.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_staleness() -> Duration {
@@ -62,13 +76,42 @@ impl Config {
                 "expected a duration above 0s, such as \"5m\"",
             ));
         }
+        p.extend(crate::tls::server::validate_listener(
+            self.tls.as_deref(),
+            None,
+        ));
+        p.extend(crate::tls::server::validate_plaintext(
+            "address",
+            self.address,
+            self.tls.is_some(),
+            self.plaintext,
+        ));
         p
     }
 
     /// # Errors
-    /// None today; the address is bound when the sink runs.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
-        Ok(Box::new(self.exporter()))
+    /// A `tls` file that cannot be read or does not fit; the address is
+    /// bound when the sink runs.
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, Problem> {
+        let mut exporter = self.exporter();
+        exporter.tls = self.listener_tls(cx)?;
+        Ok(Box::new(exporter))
+    }
+
+    #[cfg(feature = "tls")]
+    fn listener_tls(&self, cx: &BuildContext) -> Result<Option<http_util::Tls>, Problem> {
+        self.tls
+            .as_ref()
+            .map(|t| t.build("tls", cx, &[b"http/1.1"]))
+            .transpose()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn listener_tls(&self, _cx: &BuildContext) -> Result<Option<http_util::Tls>, Problem> {
+        match self.tls {
+            Some(_) => Err(Problem::new("tls", crate::tls::NOT_BUILT_IN)),
+            None => Ok(None),
+        }
     }
 
     fn exporter(&self) -> Exporter {
@@ -77,6 +120,7 @@ impl Config {
             staleness: self.staleness.get(),
             timestamps: self.timestamps,
             max_series: self.max_series.get(),
+            tls: None,
         }
     }
 }
@@ -87,6 +131,7 @@ struct Exporter {
     staleness: std::time::Duration,
     timestamps: bool,
     max_series: usize,
+    tls: Option<http_util::Tls>,
 }
 
 impl Sink for Exporter {
@@ -112,12 +157,18 @@ impl Exporter {
             timestamps: self.timestamps,
         };
         let address = listener.local_addr().unwrap_or(self.address);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(
             component = cx.metrics.id(),
-            "serving metrics on http://{address}/metrics"
+            "serving metrics on {scheme}://{address}/metrics"
         );
+        crate::tls::server::warn_plaintext(cx.metrics.id(), address, self.tls.is_some());
         let (stop, stopped) = iotel_engine::shutdown::channel();
-        let server = tokio::spawn(http_util::serve(listener, stopped, {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tokio::spawn(tls.clone().watch(stopped.clone()));
+        }
+        let server = tokio::spawn(http_util::serve_with(listener, stopped, self.tls, {
             let store = store.clone();
             move |req| {
                 let store = store.clone();
@@ -285,3 +336,5 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests;

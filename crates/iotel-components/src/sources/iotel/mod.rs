@@ -85,6 +85,10 @@ pub struct Config {
     /// HTTPS, with client certificates when it has a `ca_file`.
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, accept unencrypted connections on an address other
+    /// than a loopback one (`crate::tls::server::validate_plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
     /// Binds batches to the device in the client certificate; needs `tls`
     /// with a `ca_file`.
     #[serde(default)]
@@ -105,6 +109,12 @@ impl Config {
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
             self.identity.as_deref(),
+        ));
+        p.extend(crate::tls::server::validate_plaintext(
+            "address",
+            self.address,
+            self.tls.is_some(),
+            self.plaintext,
         ));
         #[cfg(feature = "auth")]
         p.extend(super::http_receiver::validate_auth(self.auth.as_ref()));

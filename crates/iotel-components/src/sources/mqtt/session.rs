@@ -22,6 +22,11 @@
 //! in-flight slots until then, so enough of them would stall the
 //! subscription): the source waits `NOT_STORED_RETRY_DELAY`, then
 //! disconnects and reconnects at once, resuming the session.
+//!
+//! TLS material (`tls`) is a `crate::tls::ClientTlsSource`: before each
+//! reconnection the source asks it for the current config, which reads the
+//! files again when they changed, so a rotated CA or client certificate is
+//! presented from the next connection on without a restart.
 
 use super::decode::{Decoder, Rejected};
 use super::spans::{Received, consumer_span, matches};
@@ -67,7 +72,13 @@ pub(super) fn build(config: &Config, cx: &BuildContext) -> Result<Box<dyn Source
     };
     let tls = if url.tls {
         let tls = config.tls.clone().unwrap_or_default();
-        Some(Arc::new(tls.client_config("tls", &cx.config_dir)?))
+        Some(Arc::new(crate::tls::ClientTlsSource::load(
+            &tls,
+            "tls",
+            &cx.config_dir,
+            Vec::new(),
+            Some(cx.metrics.clone()),
+        )?))
     } else {
         None
     };
@@ -89,7 +100,7 @@ struct MqttSource {
     config: Config,
     url: BrokerUrl,
     password: Option<String>,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<Arc<crate::tls::ClientTlsSource>>,
     client_id: String,
 }
 
@@ -265,7 +276,44 @@ struct Pending {
     acks: Vec<Acked>,
 }
 
+impl Connection {
+    /// The transport of the next (re)connection.
+    fn set_transport(&mut self, t: rumqttc::Transport) {
+        match self {
+            Connection::V5(l) => {
+                l.options.set_transport(t);
+            }
+            Connection::V311(l) => {
+                l.mqtt_options.set_transport(t);
+            }
+        }
+    }
+}
+
 impl MqttSource {
+    /// TLS with the current material (read again if its files changed);
+    /// `None` for plain MQTT, or when the material cannot be had (then the
+    /// transport in use stays).
+    fn transport(&self) -> Option<rumqttc::Transport> {
+        let tls = self.tls.as_ref()?;
+        match tls.current() {
+            Ok(config) => Some(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            )),
+            Err(e) => {
+                tracing::warn!("no TLS material for {}: {e}", self.url);
+                None
+            }
+        }
+    }
+
+    /// Before a reconnection: the TLS material as it is now.
+    fn refresh_tls(&self, connection: &mut Connection) {
+        if let Some(t) = self.transport() {
+            connection.set_transport(t);
+        }
+    }
+
     fn connect(&self) -> (Client, Connection) {
         let c = &self.config;
         let host = self.url.host.clone();
@@ -282,10 +330,8 @@ impl MqttSource {
                 if let Some(user) = &c.username {
                     o.set_credentials(user, self.password.clone().unwrap_or_default());
                 }
-                if let Some(tls) = &self.tls {
-                    o.set_transport(rumqttc::Transport::tls_with_config(
-                        rumqttc::TlsConfiguration::Rustls(tls.clone()),
-                    ));
+                if let Some(t) = self.transport() {
+                    o.set_transport(t);
                 }
                 let (client, l) = rumqttc::v5::AsyncClient::new(o, REQUEST_CAPACITY);
                 (Client::V5(client), Connection::V5(Box::new(l)))
@@ -300,10 +346,8 @@ impl MqttSource {
                 if let Some(user) = &c.username {
                     o.set_credentials(user, self.password.clone().unwrap_or_default());
                 }
-                if let Some(tls) = &self.tls {
-                    o.set_transport(rumqttc::Transport::tls_with_config(
-                        rumqttc::TlsConfiguration::Rustls(tls.clone()),
-                    ));
+                if let Some(t) = self.transport() {
+                    o.set_transport(t);
                 }
                 let (client, l) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
                 (Client::V311(client), Connection::V311(Box::new(l)))
@@ -426,6 +470,7 @@ impl MqttSource {
                 Ok(Polled::Other) => {}
                 Err(e) if leaving => {
                     tracing::debug!(component = %id, "disconnected from {} on purpose: {e}", self.url);
+                    self.refresh_tls(&mut connection);
                 }
                 Err(e) => {
                     metrics.error("connection");
@@ -439,6 +484,7 @@ impl MqttSource {
                         () = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(self.config.max_reconnect_delay.get());
+                    self.refresh_tls(&mut connection);
                 }
             }
         }

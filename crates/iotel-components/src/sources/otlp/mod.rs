@@ -77,6 +77,10 @@ pub struct Config {
     /// `ca_file`.
     #[serde(default)]
     pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, accept unencrypted connections on an address other
+    /// than a loopback one (`crate::tls::server::validate_plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
     /// Binds OTLP/HTTP and OTLP/gRPC requests to the device in the client
     /// certificate; needs `tls` with a `ca_file`.
     #[serde(default)]
@@ -129,6 +133,23 @@ impl Config {
         p.extend(crate::sources::http_receiver::validate_auth_unsigned(
             self.auth.as_ref(),
         ));
+        for (key, address) in [
+            ("http_address", self.http_address),
+            ("grpc_address", self.grpc_address),
+        ] {
+            let found = crate::tls::server::validate_plaintext(
+                key,
+                address,
+                self.tls.is_some(),
+                self.plaintext,
+            );
+            // Both addresses: a contradiction in the table is told once.
+            for f in found {
+                if !p.contains(&f) {
+                    p.push(f);
+                }
+            }
+        }
         if self.grpc_address == self.http_address {
             p.push(Problem::new(
                 "grpc_address",

@@ -23,6 +23,14 @@
 //! 4th or 8th interval while the node's backlog factor says so (a sink's
 //! buffer is filling up during an outage; see `iotel_engine::backlog`);
 //! `iotel_scrape_interval_seconds` shows the interval in force.
+//!
+//! `https://` targets are scraped over TLS: with the system's trust roots,
+//! or with the `tls` table (`crate::tls::ClientTls`: `ca_file`, a client
+//! certificate in `cert_file` + `key_file`, `server_name`), whose files are
+//! read again when they change (new connections use them) and whose
+//! certificates' expiry is exported as `iotel_tls_cert_expiry_seconds`. A
+//! plain `http://` target on another host is scraped as asked, with a
+//! warning at start.
 
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
@@ -66,6 +74,9 @@ pub struct Config {
     /// `iotel_engine::backlog`): every 2nd, 4th or 8th interval.
     #[serde(default = "default_true")]
     pub adapt_to_backlog: bool,
+    /// TLS for the `https://` targets: a private CA, a client certificate.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 fn default_interval() -> Duration {
@@ -86,10 +97,15 @@ struct Target {
 
 fn parse_target(url: &str) -> Result<Target, String> {
     let uri = http_util::parse_http_url(url)?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
     let instance = format!(
         "{}:{}",
         uri.host().unwrap_or_default(),
-        uri.port_u16().unwrap_or(80)
+        uri.port_u16().unwrap_or(default_port)
     );
     Ok(Target { uri, instance })
 }
@@ -112,6 +128,23 @@ impl Config {
         for (i, t) in self.targets.iter().enumerate() {
             if let Err(e) = parse_target(t) {
                 p.push(Problem::new(format!("targets[{i}]"), e));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if cfg!(feature = "tls") {
+                p.extend(tls.validate("tls"));
+            } else {
+                p.push(Problem::new("tls", crate::tls::NOT_BUILT_IN));
+            }
+            let https = self.targets.iter().any(|t| {
+                t.get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+            });
+            if !https && !self.targets.is_empty() {
+                p.push(Problem::new(
+                    "tls",
+                    "no target is https://: the tls table applies to https:// targets only",
+                ));
             }
         }
         if self.job.as_deref() == Some("") {
@@ -150,7 +183,9 @@ impl Config {
             .enumerate()
             .map(|(i, t)| parse_target(t).map_err(|e| Problem::new(format!("targets[{i}]"), e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let client = http_util::client_for(self.tls.as_ref(), cx)?;
         Ok(Box::new(Scrape {
+            client,
             targets,
             interval: self.interval.get(),
             timeout: self.timeout(),
@@ -163,6 +198,8 @@ impl Config {
 
 #[derive(Debug)]
 struct Scrape {
+    /// The client of the `tls` table; `None`: the system's roots.
+    client: Option<http_util::Client>,
     targets: Vec<Target>,
     interval: std::time::Duration,
     timeout: std::time::Duration,
@@ -174,9 +211,10 @@ struct Scrape {
 impl Source for Scrape {
     fn run(self: Box<Self>, cx: SourceContext) -> ComponentFuture {
         Box::pin(async move {
-            let client = http_util::client();
+            let client = self.client.unwrap_or_else(http_util::client);
             let mut tasks = tokio::task::JoinSet::new();
             for target in self.targets {
+                http_util::warn_if_plaintext(cx.metrics.id(), &target.uri);
                 let scraper = TargetScraper::new(
                     target,
                     &self.job,
@@ -492,3 +530,5 @@ impl TargetScraper {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests;

@@ -10,6 +10,14 @@
 //!
 //! - UDP: one message per datagram (RFC 5426). A datagram longer than
 //!   `max_message_bytes` is cut there and flagged.
+//! - TCP with `tls`: syslog over TLS (RFC 5425), the listener table of
+//!   `crate::tls::server` (client certificates when it has a `ca_file`,
+//!   reloaded when the files change, `iotel_tls_cert_expiry_seconds`).
+//!   Frames as on plain TCP: RFC 5425's octet counting, and lines from
+//!   senders that use them. A failed handshake closes that connection
+//!   (`tls_handshake_failed`). UDP has no TLS.
+//! - An address other than a loopback one without `tls` needs `plaintext =
+//!   true` (a warning is logged at start).
 //! - TCP: RFC 6587 framing, told per frame (see `framing.rs`): octet
 //!   counting (`LEN SP MSG`) when the frame starts with a digit, else one
 //!   message per line. A frame longer than `max_message_bytes` is cut there
@@ -32,7 +40,10 @@
 mod framing;
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests;
 
+use crate::http_util;
 use crate::transforms::names::static_label_problems;
 use crate::tz::resolve_timezone;
 use crate::{BuildContext, Problem};
@@ -51,7 +62,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
@@ -78,6 +89,13 @@ pub struct Config {
     /// `"UTC"`, `"local"` or an IANA name. Default `"UTC"`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// TLS on a `tcp://` listener (RFC 5425).
+    #[serde(default)]
+    pub tls: Option<Box<crate::tls::ServerTls>>,
+    /// Without `tls`, receive unencrypted on an address other than a
+    /// loopback one.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_max_message_bytes() -> ByteSize {
@@ -134,9 +152,27 @@ fn parse_address(address: &str) -> Result<(Transport, SocketAddr), String> {
 impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        if let Err(e) = parse_address(&self.address) {
-            p.push(Problem::new("address", e));
+        match parse_address(&self.address) {
+            Err(e) => p.push(Problem::new("address", e)),
+            Ok((transport, addr)) => {
+                if transport == Transport::Udp && self.tls.is_some() {
+                    p.push(Problem::new(
+                        "tls",
+                        "syslog over UDP has no TLS: use a tcp:// address with tls",
+                    ));
+                }
+                p.extend(crate::tls::server::validate_plaintext(
+                    "address",
+                    addr,
+                    self.tls.is_some(),
+                    self.plaintext,
+                ));
+            }
         }
+        p.extend(crate::tls::server::validate_listener(
+            self.tls.as_deref(),
+            None,
+        ));
         let size = self.max_message_bytes;
         if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&size.bytes()) {
             p.push(Problem::new(
@@ -185,6 +221,7 @@ impl Config {
         Ok(Box::new(SyslogSource {
             transport,
             addr,
+            tls: self.listener_tls(cx)?,
             max_connections: self.max_connections.get(),
             idle_timeout: self.idle_timeout.get(),
             receiver: Arc::new(Receiver {
@@ -200,10 +237,29 @@ impl Config {
     }
 }
 
+impl Config {
+    #[cfg(feature = "tls")]
+    fn listener_tls(&self, cx: &BuildContext) -> Result<Option<http_util::Tls>, Problem> {
+        self.tls
+            .as_ref()
+            .map(|t| t.build("tls", cx, &[]))
+            .transpose()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn listener_tls(&self, _cx: &BuildContext) -> Result<Option<http_util::Tls>, Problem> {
+        match self.tls {
+            Some(_) => Err(Problem::new("tls", crate::tls::NOT_BUILT_IN)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SyslogSource {
     transport: Transport,
     addr: SocketAddr,
+    tls: Option<http_util::Tls>,
     max_connections: usize,
     idle_timeout: std::time::Duration,
     receiver: Arc<Receiver>,
@@ -224,6 +280,7 @@ impl SyslogSource {
             ComponentError::new(format!("cannot listen on udp://{}: {e}", self.addr))
         })?;
         tracing::info!(component = %cx.key.id, "receiving syslog on udp://{}", self.addr);
+        crate::tls::server::warn_plaintext(&cx.key.id, self.addr, false);
         let rx = &self.receiver;
         let mut labels = LabelCache::default();
         // One byte more than a message may have: a datagram that fills it
@@ -279,7 +336,13 @@ impl SyslogSource {
         let listener = TcpListener::bind(self.addr).await.map_err(|e| {
             ComponentError::new(format!("cannot listen on tcp://{}: {e}", self.addr))
         })?;
-        tracing::info!(component = %cx.key.id, "receiving syslog on tcp://{}", self.addr);
+        let over = if self.tls.is_some() { " over TLS" } else { "" };
+        tracing::info!(component = %cx.key.id, "receiving syslog on tcp://{}{over}", self.addr);
+        crate::tls::server::warn_plaintext(&cx.key.id, self.addr, self.tls.is_some());
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tokio::spawn(tls.clone().watch(cx.shutdown.clone()));
+        }
         let refused = cx.metrics.errors("connection_limit");
         let open = cx.registry().gauge(
             "iotel_syslog_open_connections",
@@ -309,8 +372,7 @@ impl SyslogSource {
                             drop(stream);
                             continue;
                         }
-                        connections.spawn(connection(Connection {
-                            stream,
+                        connections.spawn(accept(stream, self.tls.clone(), Connection {
                             peer,
                             receiver: self.receiver.clone(),
                             out: cx.out.clone(),
@@ -344,7 +406,6 @@ fn datagram_frame(buf: &[u8], n: usize, max: usize) -> framing::Frame<'_> {
 }
 
 struct Connection {
-    stream: TcpStream,
     peer: SocketAddr,
     receiver: Arc<Receiver>,
     out: Output,
@@ -353,7 +414,28 @@ struct Connection {
     id: String,
 }
 
-async fn connection(mut c: Connection) {
+/// Reads a connection, after its TLS handshake when the listener has TLS
+/// (a failed one is counted and logged by the listener, and ends here).
+async fn accept(stream: TcpStream, tls: Option<http_util::Tls>, c: Connection) {
+    match tls {
+        None => connection(stream, c).await,
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let mut stop = c.shutdown.clone();
+            let accepted = tokio::select! {
+                _ = stop.wait() => None,
+                a = tls.accept(stream, c.peer) => a,
+            };
+            if let Some((stream, _identity)) = accepted {
+                connection(stream, c).await;
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    }
+}
+
+async fn connection<S: AsyncRead + Unpin>(mut stream: S, mut c: Connection) {
     let rx = &c.receiver;
     let mut framer = Framer::new(rx.max_message);
     let mut labels = LabelCache::default();
@@ -362,7 +444,7 @@ async fn connection(mut c: Connection) {
             let mut spare = framer.spare();
             tokio::select! {
                 _ = c.shutdown.wait() => Ok(0),
-                r = tokio::time::timeout(c.idle_timeout, c.stream.read_buf(&mut spare)) => match r {
+                r = tokio::time::timeout(c.idle_timeout, stream.read_buf(&mut spare)) => match r {
                     Ok(r) => r,
                     Err(_) => {
                         tracing::debug!(

@@ -199,8 +199,8 @@ fn tcp_and_udp_claim_their_ports_apart() {
 
 // ---- Sockets --------------------------------------------------------------
 
-struct Running {
-    addr: SocketAddr,
+pub(super) struct Running {
+    pub(super) addr: SocketAddr,
     rx: TestReceiver,
     cx: BuildContext,
     trigger: ShutdownTrigger,
@@ -209,7 +209,7 @@ struct Running {
 
 const DEADLINE: StdDuration = StdDuration::from_secs(10);
 
-async fn start(transport: &str, extra: &str) -> Running {
+pub(super) async fn start(transport: &str, extra: &str) -> Running {
     let addr = match transport {
         "udp" => std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -303,7 +303,7 @@ impl Running {
 
 impl Running {
     /// The next `n` records, waiting at most the deadline.
-    async fn records(&mut self, n: usize) -> Vec<LogRecord> {
+    pub(super) async fn records(&mut self, n: usize) -> Vec<LogRecord> {
         let mut got = Vec::new();
         while got.len() < n {
             match tokio::time::timeout(DEADLINE, self.rx.recv()).await {
@@ -318,7 +318,7 @@ impl Running {
         got
     }
 
-    fn errors(&self, code: &str) -> u64 {
+    pub(super) fn errors(&self, code: &str) -> u64 {
         self.cx.metrics.errors(code).get()
     }
 
@@ -326,7 +326,7 @@ impl Running {
         self.cx.metrics.discards(reason).get()
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.trigger.trigger();
         tokio::time::timeout(DEADLINE, self.task)
             .await

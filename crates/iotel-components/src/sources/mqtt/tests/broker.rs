@@ -551,6 +551,101 @@ async fn mqtts_with_credentials_consumes_and_a_wrong_password_is_counted() {
 }
 
 #[tokio::test]
+async fn a_ca_file_replaced_while_the_broker_is_refused_is_used_at_the_next_reconnection() {
+    let Some(broker) = Mosquitto::start_tls() else {
+        return;
+    };
+    let d = broker.dir.path().display().to_string();
+    let tls_port = broker.tls_port.unwrap();
+    // Starts trusting a CA that did not sign the broker's certificate.
+    let mine = tempfile::tempdir().unwrap();
+    let ca_file = mine.path().join("ca.pem");
+    std::fs::write(
+        &ca_file,
+        crate::tls::test_pki::Ca::new("not the broker's CA").pem,
+    )
+    .unwrap();
+    let id = "iotel-t-rotate";
+    let mut src = Running::start_unsubscribed(
+        &broker,
+        id,
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\ntopics = [\"rot/#\"]\n\
+             username = \"iotel\"\npassword = \"s3cret\"\nmax_reconnect_delay = \"200ms\"\n\
+             tls = {{ ca_file = \"{}\" }}",
+            ca_file.display()
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while src.metrics.errors("connection").get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unknown CA was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!broker.log().contains(&format!(" as {id} (")));
+
+    // The broker's CA, written over the file: no restart, the next
+    // reconnection trusts it.
+    std::fs::copy(format!("{d}/ca.pem"), &ca_file).unwrap();
+    broker.wait_subscribed(id, "rot/#", 1).await;
+    publish_v5(&broker, "rot/a", br#"{"n": 1}"#, &[]).await;
+    assert_eq!(
+        src.next_logs().await[0].fields.get("n"),
+        Some(&serde_json::json!(1))
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_rotated_in_place_is_presented_at_the_next_reconnection() {
+    let clients = crate::tls::test_pki::Ca::new("device CA");
+    let Some(mut broker) = Mosquitto::start_mtls(&clients.pem) else {
+        return;
+    };
+    let d = broker.dir.path().display().to_string();
+    let tls_port = broker.tls_port.unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let m = mine.path().display().to_string();
+    clients
+        .client("dev-a", None, &[0x0a])
+        .write(mine.path(), "client");
+    let id = "iotel-t-certrot";
+    let mut src = Running::start(
+        &broker,
+        id,
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls_port}\"\ntopics = [\"cr/#\"]\n\
+             max_reconnect_delay = \"200ms\"\n\
+             tls = {{ ca_file = \"{d}/ca.pem\", cert_file = \"{m}/client.pem\", \
+             key_file = \"{m}/client.key\" }}"
+        ),
+    )
+    .await;
+    // Mosquitto takes the certificate's CN as the username and logs it.
+    broker.wait_logged(&format!(" as {id} ("), 1).await;
+    assert!(broker.log().contains("u'dev-a'"), "{}", broker.log());
+
+    // Renewed in place while connected: the open connection keeps the old
+    // one; after the broker restarts the reconnection presents the new.
+    clients
+        .client("dev-b", None, &[0x0b])
+        .write(mine.path(), "client");
+    broker.restart();
+    broker.wait_logged("u'dev-b'", 1).await;
+    // The killed broker kept no session: the source subscribes again.
+    broker.wait_subscribed(id, "cr/#", 2).await;
+    assert_eq!(src.metrics.errors("tls_reload_failed").get(), 0);
+    publish_v5(&broker, "cr/a", br#"{"n": 2}"#, &[]).await;
+    assert_eq!(
+        src.next_logs().await[0].fields.get("n"),
+        Some(&serde_json::json!(2))
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
 async fn tls_server_name_is_checked_against_the_brokers_certificate() {
     let Some(broker) = Mosquitto::start_tls() else {
         return;

@@ -12,6 +12,8 @@ pub struct Mosquitto {
     pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// With [`Mosquitto::start_mtls`]: the CA client certificates chain to.
+    client_ca: Option<String>,
 }
 
 fn binary() -> Option<PathBuf> {
@@ -41,17 +43,24 @@ fn running_as_root() -> bool {
 impl Mosquitto {
     /// A broker; a test without one fails.
     pub fn start() -> Option<Self> {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// A broker with a second listener on `tls_port`: TLS with a test CA
     /// (`ca.pem` in its directory) and user `iotel`, password `s3cret`
     /// (also in `password`); the plain listener stays anonymous.
     pub fn start_tls() -> Option<Self> {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(tls: bool) -> Option<Self> {
+    /// A broker whose TLS listener requires a client certificate from
+    /// `client_ca` (PEM) and takes its CN as the username, which it logs
+    /// with each connection (`u'CN'`); no password.
+    pub fn start_mtls(client_ca: &str) -> Option<Self> {
+        Self::start_with(true, Some(client_ca.to_string()))
+    }
+
+    fn start_with(tls: bool, client_ca: Option<String>) -> Option<Self> {
         // A missing peer fails the test; it never skips it.
         let Some(bin) = binary() else {
             panic!(
@@ -69,6 +78,7 @@ impl Mosquitto {
             tls_port: tls.then(free),
             dir,
             child: None,
+            client_ca,
         };
         m.write_config(&bin);
         m.spawn(&bin);
@@ -93,11 +103,23 @@ impl Mosquitto {
                 .arg(&passwd)
                 .args(["iotel", "s3cret"]));
             std::fs::write(d.join("password"), "s3cret\n").unwrap();
+            let auth = match &self.client_ca {
+                None => format!(
+                    "password_file {}\ncafile {}\n",
+                    passwd.display(),
+                    d.join("ca.pem").display()
+                ),
+                Some(pem) => {
+                    std::fs::write(d.join("client-ca.pem"), pem).unwrap();
+                    format!(
+                        "cafile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+                        d.join("client-ca.pem").display()
+                    )
+                }
+            };
             conf.push_str(&format!(
-                "listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
-                 cafile {}\ncertfile {}\nkeyfile {}\n",
-                passwd.display(),
-                d.join("ca.pem").display(),
+                "listener {tls_port} 127.0.0.1\nallow_anonymous false\n{auth}\
+                 certfile {}\nkeyfile {}\n",
                 d.join("server.pem").display(),
                 d.join("server.key").display(),
             ));
