@@ -2,7 +2,7 @@
 
 use crate::metrics::{ComponentMetrics, Registry};
 use crate::shutdown::Shutdown;
-use iotel_model::Events;
+use iotel_model::{Events, Signal};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -216,12 +216,33 @@ impl Acked {
 #[derive(Debug, Clone)]
 pub struct Output {
     senders: Vec<mpsc::Sender<Batch>>,
+    /// Per sender, the one signal it takes (an input `id.metrics`), or
+    /// `None` for all.
+    only: Vec<Option<Signal>>,
     metrics: ComponentMetrics,
 }
 
 impl Output {
     pub fn new(senders: Vec<mpsc::Sender<Batch>>, metrics: ComponentMetrics) -> Self {
-        Self { senders, metrics }
+        let only = vec![None; senders.len()];
+        Self {
+            senders,
+            only,
+            metrics,
+        }
+    }
+
+    /// An output whose consumers each take every signal (`None`) or one.
+    pub fn filtered(
+        routes: Vec<(mpsc::Sender<Batch>, Option<Signal>)>,
+        metrics: ComponentMetrics,
+    ) -> Self {
+        let (senders, only) = routes.into_iter().unzip();
+        Self {
+            senders,
+            only,
+            metrics,
+        }
     }
 
     /// An output to a single channel, for driving a component in tests.
@@ -255,8 +276,16 @@ impl Output {
         if n == 0 {
             return !self.senders.is_empty();
         }
+        let signal = events.signal();
+        let takers: Vec<&mpsc::Sender<Batch>> = self
+            .senders
+            .iter()
+            .zip(&self.only)
+            .filter(|(_, only)| only.is_none_or(|s| s == signal))
+            .map(|(tx, _)| tx)
+            .collect();
         let mut delivered = false;
-        if let Some((last, rest)) = self.senders.split_last() {
+        if let Some((last, rest)) = takers.split_last() {
             for tx in rest {
                 let copy = Batch {
                     events: events.clone(),
@@ -268,12 +297,20 @@ impl Output {
         }
         if delivered {
             self.metrics.sent(n);
-        } else if self.senders.is_empty() {
+        } else if takers.is_empty() {
             self.metrics.discarded("no_consumer", n);
         } else {
             self.metrics.discarded("downstream_closed", n);
         }
-        self.senders.retain(|tx| !tx.is_closed());
+        let mut i = 0;
+        while i < self.senders.len() {
+            if self.senders[i].is_closed() {
+                self.senders.remove(i);
+                self.only.remove(i);
+            } else {
+                i += 1;
+            }
+        }
         !self.senders.is_empty()
     }
 }

@@ -109,7 +109,26 @@ pub struct NodeDecl {
     pub outputs: Vec<String>,
 }
 
-/// The component an input names: `id`, or `id.output` for a named output.
+/// The signal an input's suffix selects: `metrics`, `logs` or `traces`.
+pub fn signal_named(name: &str) -> Option<Signal> {
+    match name {
+        "metrics" => Some(Signal::Metrics),
+        "logs" => Some(Signal::Logs),
+        "traces" => Some(Signal::Traces),
+        _ => None,
+    }
+}
+
+/// Splits an input `id.metrics` (`.logs`, `.traces`) into the producer's id
+/// and the one signal it takes from it; `None` for any other input. These
+/// three names are never a transform's named output.
+pub fn signal_input(input: &str) -> Option<(&str, Signal)> {
+    let (id, suffix) = input.rsplit_once('.')?;
+    Some((id, signal_named(suffix)?))
+}
+
+/// The component an input names: `id`, `id.output` for a named output, or
+/// `id.metrics` / `id.logs` / `id.traces` for one signal of it.
 fn producer<'a>(by_id: &BTreeMap<&str, &'a NodeDecl>, input: &str) -> Option<&'a NodeDecl> {
     if let Some(n) = by_id.get(input) {
         return Some(n);
@@ -117,8 +136,19 @@ fn producer<'a>(by_id: &BTreeMap<&str, &'a NodeDecl>, input: &str) -> Option<&'a
     let (id, output) = input.rsplit_once('.')?;
     by_id
         .get(id)
-        .filter(|n| n.outputs.iter().any(|o| o == output))
+        .filter(|n| signal_named(output).is_some() || n.outputs.iter().any(|o| o == output))
         .copied()
+}
+
+/// The signals an input can carry from its producer, which emits `emits`.
+fn carried(input: &str, producer: &NodeDecl, emits: SignalSet) -> SignalSet {
+    match input
+        .strip_prefix(producer.id.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
+        Some(output) => signal_named(output).map_or(emits, |s| emits.intersect(SignalSet::of(s))),
+        None => emits,
+    }
 }
 
 /// A graph mistake, located by the component's key path.
@@ -144,7 +174,8 @@ fn unknown_input(by_id: &BTreeMap<&str, &NodeDecl>, input: &str) -> String {
             n.outputs.join(", ")
         };
         return format!(
-            "unknown input \"{input}\": {} \"{id}\" has no output \"{output}\" (named outputs: {has})",
+            "unknown input \"{input}\": {} \"{id}\" has no output \"{output}\" (named outputs: \
+             {has}; or one signal of it: \"{id}.metrics\", \"{id}.logs\", \"{id}.traces\")",
             n.type_name
         );
     }
@@ -250,12 +281,28 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
     let mut emits: BTreeMap<&str, SignalSet> = BTreeMap::new();
     for id in &order {
         let n = by_id[id.as_str()];
-        let emitted = |i: &String| producer(&by_id, i).and_then(|up| emits.get(up.id.as_str()));
+        let emitted = |i: &String| {
+            producer(&by_id, i).and_then(|up| emits.get(up.id.as_str()).map(|e| carried(i, up, *e)))
+        };
         let incoming = n
             .inputs
             .iter()
             .filter_map(emitted)
-            .fold(SignalSet::NONE, |a, b| a.union(*b));
+            .fold(SignalSet::NONE, |a, b| a.union(b));
+        for i in &n.inputs {
+            if let (Some((_, signal)), Some(up)) = (signal_input(i), producer(&by_id, i))
+                && let Some(e) = emits.get(up.id.as_str())
+                && !e.contains(signal)
+            {
+                errors.push(GraphError {
+                    path: format!("{}.{}.inputs", n.kind.table(), n.id),
+                    message: format!(
+                        "input \"{i}\" carries nothing: {} \"{}\" sends {e}",
+                        up.type_name, up.id
+                    ),
+                });
+            }
+        }
         let out = match n.kind {
             ComponentKind::Source => n.signals,
             _ => {
@@ -298,6 +345,36 @@ pub fn check(nodes: &[NodeDecl]) -> Result<Vec<String>, Vec<GraphError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_input_can_take_one_signal_of_a_component_that_sends_several() {
+        let both = SignalSet::METRICS.union(SignalSet::LOGS);
+        let ok = check(&[
+            node("src", ComponentKind::Source, &[], both),
+            node(
+                "m",
+                ComponentKind::Sink,
+                &["src.metrics"],
+                SignalSet::METRICS,
+            ),
+            node("l", ComponentKind::Sink, &["src.logs"], SignalSet::LOGS),
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        let errors = check(&[
+            node("src", ComponentKind::Source, &[], both),
+            node("m", ComponentKind::Sink, &["src"], SignalSet::METRICS),
+            node("t", ComponentKind::Sink, &["src.traces"], SignalSet::ALL),
+        ])
+        .unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "sink_type \"m\" takes metrics but input \"src\" sends logs",
+                "input \"src.traces\" carries nothing: source_type \"src\" sends metrics, logs",
+            ]
+        );
+    }
 
     fn node(id: &str, kind: ComponentKind, inputs: &[&str], signals: SignalSet) -> NodeDecl {
         NodeDecl {
@@ -423,8 +500,8 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "unknown input \"check.dead\": transform_type \"check\" has no output \"dead\" (named outputs: dead_letter)",
-                "unknown input \"src.dead_letter\": source_type \"src\" has no output \"dead_letter\" (named outputs: none)",
+                "unknown input \"check.dead\": transform_type \"check\" has no output \"dead\" (named outputs: dead_letter; or one signal of it: \"check.metrics\", \"check.logs\", \"check.traces\")",
+                "unknown input \"src.dead_letter\": source_type \"src\" has no output \"dead_letter\" (named outputs: none; or one signal of it: \"src.metrics\", \"src.logs\", \"src.traces\")",
             ]
         );
     }

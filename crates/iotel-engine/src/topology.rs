@@ -12,10 +12,10 @@
 use crate::component::{
     Batch, ComponentKey, Input, Output, Sink, SinkContext, Source, SourceContext, Transform,
 };
-use crate::graph::ComponentKind;
+use crate::graph::{ComponentKind, signal_input};
 use crate::metrics::{ComponentMetrics, Registry};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use iotel_model::Events;
+use iotel_model::{Events, Signal};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,7 +93,10 @@ impl Topology {
         // One input channel per consumer; every producer gets a sender to
         // each channel that lists it as an input.
         let mut receivers: BTreeMap<String, mpsc::Receiver<_>> = BTreeMap::new();
-        let mut senders: BTreeMap<String, Vec<mpsc::Sender<_>>> = BTreeMap::new();
+        let mut senders: BTreeMap<String, Vec<(mpsc::Sender<_>, Option<Signal>)>> = BTreeMap::new();
+        // `id.metrics` (`.logs`, `.traces`) is one signal of `id`.
+        let ids: std::collections::BTreeSet<&str> =
+            nodes.iter().map(|n| n.key.id.as_str()).collect();
         for n in &nodes {
             if n.component.kind() == ComponentKind::Source {
                 continue;
@@ -101,7 +104,14 @@ impl Topology {
             let (tx, rx) = mpsc::channel(capacity);
             receivers.insert(n.key.id.clone(), rx);
             for i in &n.inputs {
-                senders.entry(i.clone()).or_default().push(tx.clone());
+                let (producer, only) = match signal_input(i) {
+                    Some((id, signal)) if ids.contains(id) => (id.to_string(), Some(signal)),
+                    _ => (i.clone(), None),
+                };
+                senders
+                    .entry(producer)
+                    .or_default()
+                    .push((tx.clone(), only));
             }
         }
 
@@ -111,7 +121,7 @@ impl Topology {
             let kind = n.component.kind();
             let metrics =
                 ComponentMetrics::new(registry, &n.key.id, kind.as_str(), &n.key.type_name);
-            let out = Output::new(
+            let out = Output::filtered(
                 senders.remove(&n.key.id).unwrap_or_default(),
                 metrics.clone(),
             );
@@ -140,7 +150,7 @@ impl Topology {
                         .filter_map(|k| {
                             let tx = senders.remove(&k)?;
                             let name = k[prefix.len()..].to_string();
-                            Some((name, Output::new(tx, metrics.clone())))
+                            Some((name, Output::filtered(tx, metrics.clone())))
                         })
                         .collect();
                     tasks.spawn(run_transform(key, t, input, out, routes, metrics));
@@ -645,6 +655,67 @@ mod tests {
         let discarded = ComponentMetrics::new(&registry, "split", "transform", "test")
             .discards("unconnected_odd");
         wait_until("the odd ones were counted", || discarded.get() == 5).await;
+        assert!(running.stop(Duration::from_secs(5)).await);
+    }
+
+    /// Sends a log batch, then a metric batch, then waits for shutdown.
+    struct Mixed;
+
+    impl Source for Mixed {
+        fn run(self: Box<Self>, mut cx: SourceContext) -> ComponentFuture {
+            Box::pin(async move {
+                cx.out
+                    .send(Events::Logs(vec![LogRecord::new(0, "log".to_string())]))
+                    .await;
+                let m = iotel_model::Metric::new(
+                    "m",
+                    iotel_model::MetricType::Gauge,
+                    iotel_model::Labels::empty(),
+                    1.0,
+                    0,
+                );
+                cx.out.send(Events::Metrics(vec![m])).await;
+                cx.shutdown.wait().await;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_input_naming_one_signal_takes_only_that_signal() {
+        let (logs, all) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let nodes = vec![
+            node("src", &[], BuiltComponent::Source(Box::new(Mixed))),
+            node(
+                "only_logs",
+                &["src.logs"],
+                BuiltComponent::Sink(Box::new(Hold(logs.clone()))),
+            ),
+            node(
+                "all",
+                &["src"],
+                BuiltComponent::Sink(Box::new(Hold(all.clone()))),
+            ),
+        ];
+        let registry = Registry::default();
+        let running = Topology::start(nodes, &registry, &opts(4));
+        wait_until("the sink of everything has both", || {
+            all.lock().unwrap().len() == 2
+        })
+        .await;
+        let signals = |held: &Mutex<Vec<Batch>>| -> Vec<iotel_model::Signal> {
+            held.lock()
+                .unwrap()
+                .iter()
+                .map(|b| b.events.signal())
+                .collect()
+        };
+        assert_eq!(signals(&logs), [iotel_model::Signal::Logs]);
+        let sent = ComponentMetrics::new(&registry, "src", "source", "test");
+        assert_eq!(sent.sent_total(), 2);
         assert!(running.stop(Duration::from_secs(5)).await);
     }
 

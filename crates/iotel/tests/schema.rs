@@ -140,7 +140,7 @@ path = "r.ndjson"
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains(
-            "sinks.rejects.inputs: unknown input \"check.rejected\": schema \"check\" has no output \"rejected\" (named outputs: dead_letter)"
+            "sinks.rejects.inputs: unknown input \"check.rejected\": schema \"check\" has no output \"rejected\" (named outputs: dead_letter; or one signal of it: \"check.metrics\", \"check.logs\", \"check.traces\")"
         ),
         "{stderr}"
     );
