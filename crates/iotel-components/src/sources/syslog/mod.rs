@@ -16,6 +16,13 @@
 //!   Frames as on plain TCP: RFC 5425's octet counting, and lines from
 //!   senders that use them. A failed handshake closes that connection
 //!   (`tls_handshake_failed`). UDP has no TLS.
+//! - With `identity` as well, every record of a connection gets the device
+//!   its client certificate names (`crate::tls::identity`): a peer with no
+//!   such certificate, in another trust domain or revoked is disconnected
+//!   (counted under `no_identity`, `wrong_trust_domain`, `revoked`); a
+//!   record that names another device drops its batch (`identity_mismatch`,
+//!   counted as discarded) or, with `policy = "overwrite"`, is given the
+//!   certificate's.
 //! - An address other than a loopback one without `tls` needs `plaintext =
 //!   true` (a warning is logged at start).
 //! - TCP: RFC 6587 framing, told per frame (see `framing.rs`): octet
@@ -96,6 +103,11 @@ pub struct Config {
     /// loopback one.
     #[serde(default)]
     pub plaintext: bool,
+    /// Binds every record of a TLS connection to the device its client
+    /// certificate names (`crate::tls::identity`); needs `tls` with a
+    /// `ca_file`.
+    #[serde(default)]
+    pub identity: Option<Box<crate::tls::identity::IdentityConfig>>,
 }
 
 fn default_max_message_bytes() -> ByteSize {
@@ -171,7 +183,7 @@ impl Config {
         }
         p.extend(crate::tls::server::validate_listener(
             self.tls.as_deref(),
-            None,
+            self.identity.as_deref(),
         ));
         let size = self.max_message_bytes;
         if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&size.bytes()) {
@@ -222,6 +234,11 @@ impl Config {
             transport,
             addr,
             tls: self.listener_tls(cx)?,
+            #[cfg(feature = "tls")]
+            identity: match &self.identity {
+                Some(i) => Some(Arc::new(i.build("identity", cx)?)),
+                None => None,
+            },
             max_connections: self.max_connections.get(),
             idle_timeout: self.idle_timeout.get(),
             receiver: Arc::new(Receiver {
@@ -260,6 +277,8 @@ struct SyslogSource {
     transport: Transport,
     addr: SocketAddr,
     tls: Option<http_util::Tls>,
+    #[cfg(feature = "tls")]
+    identity: Option<Arc<crate::tls::identity::Binding>>,
     max_connections: usize,
     idle_timeout: std::time::Duration,
     receiver: Arc<Receiver>,
@@ -379,6 +398,10 @@ impl SyslogSource {
                             shutdown: cx.shutdown.clone(),
                             idle_timeout: self.idle_timeout,
                             id: cx.key.id.clone(),
+                            #[cfg(feature = "tls")]
+                            identity: self.identity.clone(),
+                            #[cfg(feature = "tls")]
+                            bound: None,
                         }));
                     }
                     Err(e) => {
@@ -412,11 +435,19 @@ struct Connection {
     shutdown: Shutdown,
     idle_timeout: std::time::Duration,
     id: String,
+    /// The `identity` table, and who the peer's certificate names.
+    #[cfg(feature = "tls")]
+    identity: Option<Arc<crate::tls::identity::Binding>>,
+    #[cfg(feature = "tls")]
+    bound: Option<crate::tls::identity::Bound>,
 }
 
 /// Reads a connection, after its TLS handshake when the listener has TLS
 /// (a failed one is counted and logged by the listener, and ends here).
-async fn accept(stream: TcpStream, tls: Option<http_util::Tls>, c: Connection) {
+/// With `identity`, a peer whose certificate names no device, in another
+/// trust domain or revoked is counted under that code, logged and
+/// disconnected.
+async fn accept(stream: TcpStream, tls: Option<http_util::Tls>, mut c: Connection) {
     match tls {
         None => connection(stream, c).await,
         #[cfg(feature = "tls")]
@@ -426,9 +457,31 @@ async fn accept(stream: TcpStream, tls: Option<http_util::Tls>, c: Connection) {
                 _ = stop.wait() => None,
                 a = tls.accept(stream, c.peer) => a,
             };
-            if let Some((stream, _identity)) = accepted {
-                connection(stream, c).await;
+            let Some((stream, identity)) = accepted else {
+                return;
+            };
+            if let Some(binding) = &c.identity {
+                match binding.check(identity.as_ref()) {
+                    Ok(bound) => c.bound = Some(bound),
+                    Err(d) => {
+                        let errors = c.receiver.metrics.errors(d.code);
+                        errors.inc();
+                        if errors.get().is_power_of_two() {
+                            tracing::warn!(
+                                component = %c.id,
+                                "closed the connection from {} ({}): {} (such connections so \
+                                 far: {})",
+                                c.peer,
+                                d.code,
+                                d.reason,
+                                errors.get()
+                            );
+                        }
+                        return;
+                    }
+                }
             }
+            connection(stream, c).await;
         }
         #[cfg(not(feature = "tls"))]
         Some(never) => match never {},
@@ -472,8 +525,46 @@ async fn connection<S: AsyncRead + Unpin>(mut stream: S, mut c: Connection) {
                 batch.push(r);
             }
         }
+        #[cfg(feature = "tls")]
+        let batch = c.stamp(batch);
         if !rx.send(&mut c.out, batch).await || eof {
             return;
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Connection {
+    /// Gives the records the peer's identity. A batch with a record that
+    /// names another device is dropped (`policy = "reject"`), counted under
+    /// `identity_mismatch` as received and discarded, and logged.
+    fn stamp(&self, batch: Vec<LogRecord>) -> Vec<LogRecord> {
+        let (Some(binding), Some(who)) = (&self.identity, &self.bound) else {
+            return batch;
+        };
+        let mut events = Events::Logs(batch);
+        if let Err(d) = binding.stamp(who, &mut events) {
+            let rx = &self.receiver;
+            let n = events.len();
+            rx.metrics.received(n);
+            rx.metrics.discarded(d.code, n);
+            let errors = rx.metrics.errors(d.code);
+            errors.inc();
+            if errors.get().is_power_of_two() {
+                tracing::warn!(
+                    component = %self.id,
+                    "dropped {n} record(s) from {} ({}): {} (such batches so far: {})",
+                    self.peer,
+                    d.code,
+                    d.reason,
+                    errors.get()
+                );
+            }
+            return Vec::new();
+        }
+        match events {
+            Events::Logs(batch) => batch,
+            _ => Vec::new(),
         }
     }
 }

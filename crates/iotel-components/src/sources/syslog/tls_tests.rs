@@ -95,6 +95,74 @@ async fn octet_counted_messages_over_tls_from_a_verified_client_become_records()
     s.stop().await;
 }
 
+#[tokio::test]
+async fn with_identity_records_get_the_certificates_device_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, table) = pki(dir.path());
+    let extra = format!(
+        "{table}\nidentity = {{ trust_domain = \"iotel.test\", gateway_label = \"hostname\" }}"
+    );
+    let mut s = start("tcp", &extra).await;
+    wait_for("the probe to be counted", || {
+        s.errors("tls_handshake_failed") == 1
+    })
+    .await;
+    let addr = s.addr;
+    let send = |cert: crate::tls::test_pki::Issued, message: &'static str| {
+        let ca_pem = ca.pem.clone();
+        async move {
+            let mut c = tls_connect(addr, client_config(&ca_pem, Some(&cert)))
+                .await
+                .unwrap();
+            let _ = c
+                .write_all(format!("{} {message}", message.len()).as_bytes())
+                .await;
+            let _ = c.shutdown().await;
+        }
+    };
+    // A device: its records get device_id from the SPIFFE id.
+    send(
+        ca.client("pump-1", Some("spiffe://iotel.test/device/pump-1"), &[0x51]),
+        "<165>1 2003-10-11T22:14:15.003Z pump-1 app - - - reading",
+    )
+    .await;
+    let r = s.records(1).await;
+    assert_eq!(r[0].labels.get("device_id"), Some("pump-1"));
+    assert_eq!(r[0].message, "reading");
+    // Another trust domain: disconnected before anything is read.
+    send(
+        ca.client("pump-2", Some("spiffe://other.test/device/pump-2"), &[0x52]),
+        "<165>1 2003-10-11T22:14:15.003Z pump-2 app - - - nope",
+    )
+    .await;
+    wait_for("the refusal to be counted", || {
+        s.errors("wrong_trust_domain") == 1
+    })
+    .await;
+    // A gateway's certificate binds the hostname label here: a record from
+    // another host drops its batch, counted.
+    send(
+        ca.client("gw-1", Some("spiffe://iotel.test/gateway/gw-1"), &[0x53]),
+        "<165>1 2003-10-11T22:14:15.003Z gw-9 app - - - spoofed",
+    )
+    .await;
+    wait_for("the mismatch to be counted", || {
+        s.errors("identity_mismatch") == 1
+    })
+    .await;
+    send(
+        ca.client("gw-1", Some("spiffe://iotel.test/gateway/gw-1"), &[0x53]),
+        "<165>1 2003-10-11T22:14:15.003Z gw-1 app - - - honest",
+    )
+    .await;
+    let r = s.records(1).await;
+    assert_eq!(
+        (r[0].message.as_str(), r[0].labels.get("hostname")),
+        ("honest", Some("gw-1"))
+    );
+    s.stop().await;
+}
+
 #[test]
 fn udp_has_no_tls_and_listeners_off_loopback_need_tls_or_plaintext() {
     let problems = |text: &str| -> Vec<(String, String)> {
