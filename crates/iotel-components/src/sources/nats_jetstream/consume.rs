@@ -42,6 +42,7 @@ struct Shared {
     acked: Counter,
     nacked: Counter,
     duplicates: Counter,
+    redelivered: Counter,
 }
 
 impl Shared {
@@ -90,6 +91,12 @@ async fn run(config: Config, mut cx: SourceContext) -> Result<(), ComponentError
         duplicates: registry.counter(
             "iotel_nats_duplicate_deliveries_total",
             "Deliveries of messages a nats_jetstream source had acknowledged before, dropped.",
+            &labels,
+        ),
+        redelivered: registry.counter(
+            "iotel_nats_redelivered_messages_total",
+            "Deliveries to a nats_jetstream source of messages JetStream had delivered before \
+             (to this worker or another) without an acknowledgement.",
             &labels,
         ),
         config,
@@ -271,6 +278,9 @@ async fn handle(
         .map_or(key, |v| v.as_str().to_string());
     let subject = m.subject.to_string();
     let max_deliver = i64::from(shared.config.max_deliver.get());
+    if delivered > 1 {
+        shared.redelivered.inc();
+    }
     let seen = shared.window().seen(&id);
     match seen {
         Seen::InFlight => {

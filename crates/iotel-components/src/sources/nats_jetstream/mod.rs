@@ -53,6 +53,7 @@
 //!
 //! Counted: `iotel_nats_acked_messages_total`,
 //! `iotel_nats_nacked_messages_total`,
+//! `iotel_nats_redelivered_messages_total` (deliveries after the first),
 //! `iotel_nats_dead_letters_total{reason}`,
 //! `iotel_nats_duplicate_deliveries_total`, and errors in
 //! `iotel_component_errors_total` by `error_code`: `consumer_failed`,

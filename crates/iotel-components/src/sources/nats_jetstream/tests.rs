@@ -334,6 +334,7 @@ async fn a_message_a_sink_could_not_store_comes_again_then_goes_to_the_dead_lett
     .await;
     assert!(w.nothing_within(StdDuration::from_millis(1500)).await);
     assert_eq!(w.counter("iotel_nats_nacked_messages_total", &[]), 2);
+    assert_eq!(w.counter("iotel_nats_redelivered_messages_total", &[]), 2);
     let m = w.stop().await;
     assert_eq!(m.discards("dead_letter").get(), 2);
 }
