@@ -139,6 +139,22 @@ fn tenants_become_subject_tokens() {
 
 proptest! {
     #[test]
+    fn any_tenant_and_device_make_a_valid_subject_on_a_shard_in_range(
+        tenant in any::<String>(),
+        device in any::<String>(),
+        shards in 1u32..=65_536,
+    ) {
+        let n = shard(&tenant, &device, shards);
+        prop_assert!(n < shards);
+        let subject = format!("iotel.{}.metrics.{n}", subject_token(&tenant));
+        prop_assert_eq!(
+            crate::sources::nats_jetstream::check_subject(&subject, false),
+            Ok(())
+        );
+        prop_assert!(crate::sources::nats_jetstream::subject_matches("iotel.*.*.*", &subject));
+    }
+
+    #[test]
     fn envelopes_read_back_as_written(
         messages in proptest::collection::vec(
             ("[a-z.]{1,40}", "[ -~]{0,80}", proptest::collection::vec(any::<u8>(), 0..300)),

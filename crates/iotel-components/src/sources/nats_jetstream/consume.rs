@@ -9,10 +9,13 @@ use iotel_engine::{
     SourceContext,
 };
 use iotel_formats::native::{self, Limits};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
+
+static NO_METADATA: AtomicU64 = AtomicU64::new(0);
 
 /// The header that names why a message is a dead letter.
 pub const DEAD_LETTER_REASON: &str = "Iotel-Dead-Letter-Reason";
@@ -269,7 +272,15 @@ async fn handle(
             info.delivered,
             format!("{}:{}", info.stream, info.stream_sequence),
         ),
-        Err(_) => (1, String::new()),
+        // No JetStream metadata (never seen from a pull consumer): a key
+        // of its own, so nothing else is taken for it.
+        Err(_) => (
+            1,
+            format!(
+                "no-metadata:{}",
+                NO_METADATA.fetch_add(1, Ordering::Relaxed)
+            ),
+        ),
     };
     let id = m
         .headers
