@@ -12,6 +12,8 @@ pub mod config;
 pub mod http_util;
 pub(crate) mod id_ranges;
 pub mod native_protocol;
+#[cfg(all(test, feature = "nats"))]
+pub(crate) mod nats_server;
 pub mod sinks;
 pub mod sources;
 pub mod tls;

@@ -127,7 +127,7 @@ inputs = ["app"]
         [
             format!("{f}: sources.app.interval: expected between 1s and 5m, got 10m"),
             format!(
-                "{f}: sinks.other.type: unknown sink type \"carrier_pigeon\"; expected one of: console, file, iotel, loki, otlp, prometheus_exporter, prometheus_remote_write"
+                "{f}: sinks.other.type: unknown sink type \"carrier_pigeon\"; expected one of: console, file, iotel, loki, nats_jetstream, otlp, prometheus_exporter, prometheus_remote_write"
             ),
             format!(
                 "{f}: sinks.prom.endpoint: invalid URL \"htp://x\": expected http://host[:port]/path"

@@ -8,6 +8,8 @@ mod http_delivery;
 pub mod iotel;
 #[cfg(feature = "logs")]
 pub mod loki;
+#[cfg(feature = "nats")]
+pub mod nats_jetstream;
 pub mod otlp;
 pub mod prometheus_exporter;
 pub mod prometheus_remote_write;
@@ -29,6 +31,8 @@ pub enum SinkConfig {
     Iotel(iotel::Config),
     #[cfg(feature = "logs")]
     Loki(loki::Config),
+    #[cfg(feature = "nats")]
+    NatsJetstream(nats_jetstream::Config),
     Otlp(otlp::Config),
     PrometheusExporter(prometheus_exporter::Config),
     PrometheusRemoteWrite(prometheus_remote_write::Config),
@@ -41,6 +45,7 @@ impl SinkConfig {
         "file",
         "iotel",
         "loki",
+        "nats_jetstream",
         "otlp",
         "prometheus_exporter",
         "prometheus_remote_write",
@@ -51,6 +56,9 @@ impl SinkConfig {
     /// instead of calling the type unknown.
     pub fn missing_feature(type_name: &str) -> Option<&'static str> {
         const LOGS: &[&str] = &["loki"];
+        if !cfg!(feature = "nats") && type_name == "nats_jetstream" {
+            return Some("nats");
+        }
         (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
     }
 
@@ -61,6 +69,8 @@ impl SinkConfig {
             SinkConfig::Iotel(_) => "iotel",
             #[cfg(feature = "logs")]
             SinkConfig::Loki(_) => "loki",
+            #[cfg(feature = "nats")]
+            SinkConfig::NatsJetstream(_) => "nats_jetstream",
             SinkConfig::Otlp(_) => "otlp",
             SinkConfig::PrometheusExporter(_) => "prometheus_exporter",
             SinkConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
@@ -74,6 +84,8 @@ impl SinkConfig {
             | SinkConfig::File(_)
             | SinkConfig::Iotel(_)
             | SinkConfig::Otlp(_) => SignalSet::ALL,
+            #[cfg(feature = "nats")]
+            SinkConfig::NatsJetstream(_) => SignalSet::ALL,
             SinkConfig::PrometheusExporter(_) | SinkConfig::PrometheusRemoteWrite(_) => {
                 SignalSet::METRICS
             }
@@ -89,6 +101,8 @@ impl SinkConfig {
             SinkConfig::Iotel(c) => c.validate(),
             #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.validate(),
+            #[cfg(feature = "nats")]
+            SinkConfig::NatsJetstream(c) => c.validate(),
             SinkConfig::Otlp(c) => c.validate(),
             SinkConfig::PrometheusExporter(c) => c.validate(),
             SinkConfig::PrometheusRemoteWrite(c) => c.validate(),
@@ -112,6 +126,8 @@ impl SinkConfig {
             SinkConfig::Iotel(c) => c.build(cx),
             #[cfg(feature = "logs")]
             SinkConfig::Loki(c) => c.build(cx),
+            #[cfg(feature = "nats")]
+            SinkConfig::NatsJetstream(c) => c.build(cx),
             SinkConfig::Otlp(c) => c.build(cx),
             SinkConfig::PrometheusExporter(c) => c.build(cx),
             SinkConfig::PrometheusRemoteWrite(c) => c.build(cx),

@@ -14,6 +14,8 @@ pub mod iotel;
 #[cfg(all(feature = "receiver", feature = "logs"))]
 pub mod loki;
 pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats_jetstream;
 pub mod otlp;
 #[cfg(feature = "receiver")]
 pub mod prometheus_remote_write;
@@ -43,6 +45,8 @@ pub enum SourceConfig {
     Loki(loki::Config),
     // Boxed: the largest config by far.
     Mqtt(Box<mqtt::Config>),
+    #[cfg(feature = "nats")]
+    NatsJetstream(nats_jetstream::Config),
     Otlp(otlp::Config),
     #[cfg(feature = "receiver")]
     PrometheusRemoteWrite(prometheus_remote_write::Config),
@@ -63,6 +67,7 @@ impl SourceConfig {
         "iotel",
         "loki",
         "mqtt",
+        "nats_jetstream",
         "otlp",
         "prometheus_remote_write",
         "prometheus_scrape",
@@ -82,6 +87,9 @@ impl SourceConfig {
         if !cfg!(feature = "logs") && LOGS.contains(&type_name) {
             return Some("logs");
         }
+        if !cfg!(feature = "nats") && type_name == "nats_jetstream" {
+            return Some("nats");
+        }
         None
     }
 
@@ -97,6 +105,8 @@ impl SourceConfig {
             #[cfg(all(feature = "receiver", feature = "logs"))]
             SourceConfig::Loki(_) => "loki",
             SourceConfig::Mqtt(_) => "mqtt",
+            #[cfg(feature = "nats")]
+            SourceConfig::NatsJetstream(_) => "nats_jetstream",
             SourceConfig::Otlp(_) => "otlp",
             #[cfg(feature = "receiver")]
             SourceConfig::PrometheusRemoteWrite(_) => "prometheus_remote_write",
@@ -124,6 +134,8 @@ impl SourceConfig {
             SourceConfig::PrometheusRemoteWrite(_) => SignalSet::METRICS,
             SourceConfig::Mqtt(c) => c.signals(),
             SourceConfig::Otlp(_) => SignalSet::ALL,
+            #[cfg(feature = "nats")]
+            SourceConfig::NatsJetstream(_) => SignalSet::ALL,
             #[cfg(feature = "logs")]
             SourceConfig::Syslog(_) => SignalSet::LOGS,
             SourceConfig::DeviceHealth(_)
@@ -149,6 +161,8 @@ impl SourceConfig {
             SourceConfig::Mqtt(c) => c.validate(),
             #[cfg(not(feature = "mqtt"))]
             SourceConfig::Mqtt(_) => vec![crate::not_built(self.type_name(), "mqtt")],
+            #[cfg(feature = "nats")]
+            SourceConfig::NatsJetstream(c) => c.validate(),
             #[cfg(feature = "otlp")]
             SourceConfig::Otlp(c) => c.validate(),
             #[cfg(not(feature = "otlp"))]
@@ -193,6 +207,8 @@ impl SourceConfig {
             #[cfg(feature = "receiver")]
             SourceConfig::PrometheusRemoteWrite(c) => prometheus_remote_write::build(c, cx),
             SourceConfig::Mqtt(c) => c.build(cx),
+            #[cfg(feature = "nats")]
+            SourceConfig::NatsJetstream(c) => c.build(cx),
             SourceConfig::Otlp(c) => c.build(cx),
             SourceConfig::PrometheusScrape(c) => c.build(cx),
             #[cfg(feature = "logs")]
