@@ -212,17 +212,12 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<std::process::ExitCode> 
     }
     let acked = stats.total(|s| &s.acked);
     if let Some(r) = &receiver {
-        // What was acknowledged reaches the listener a little later.
-        let mut last = (stats.total(|s| &s.received), Instant::now());
+        // What was acknowledged reaches the listener a little later: wait
+        // for all of it, or until the drain timeout.
         while Instant::now() < drain_until {
             tick.tick().await;
-            let now = stats.total(|s| &s.received);
-            if now >= acked && now - stats.total(|s| &s.duplicates) >= acked {
-                break;
-            }
-            if now != last.0 {
-                last = (now, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(5) {
+            let unique = stats.total(|s| &s.received) - stats.total(|s| &s.duplicates);
+            if unique >= acked {
                 break;
             }
         }
