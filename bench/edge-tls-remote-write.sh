@@ -11,6 +11,11 @@
 #
 #   bash bench/edge-tls-remote-write.sh [DURATION]
 #
+# IOTEL_PLAIN_BIN and IOTEL_TLS_BIN name binaries already built (with
+# IOTEL_EDGE_FEATURES="" scripts/build-edge and scripts/build-edge) instead
+# of building them; IOTEL_SMAPS_DIR, a directory to keep each run's
+# /proc/PID/smaps_rollup and smaps in, taken at the end of the run.
+#
 # Needs: prometheus (Debian package), openssl, python3, curl, /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +27,8 @@ command -v prometheus >/dev/null || { echo "install the 'prometheus' package" >&
 
 source bench/lib.sh
 # The two builds write the same path: keep a copy of each.
-cp "$(IOTEL_EDGE_FEATURES="" scripts/build-edge)" "$WORK/iotel-plain"
-cp "$(scripts/build-edge)" "$WORK/iotel-tls"
+cp "${IOTEL_PLAIN_BIN:-$(IOTEL_EDGE_FEATURES="" scripts/build-edge)}" "$WORK/iotel-plain"
+cp "${IOTEL_TLS_BIN:-$(scripts/build-edge)}" "$WORK/iotel-tls"
 serve_target "$SERIES"
 
 # A CA, a server certificate for 127.0.0.1, a client certificate for dev-1.
@@ -97,6 +102,12 @@ TOML
   start=$(counter "http://127.0.0.1:$api/metrics" '^iotel_component_sent_events_total.*component_id="rw"')
   measure "$pid" "$WORK/$name"
   end=$(counter "http://127.0.0.1:$api/metrics" '^iotel_component_sent_events_total.*component_id="rw"')
+  if [ -n "${IOTEL_SMAPS_DIR:-}" ]; then
+    local tag=${name//[^a-zA-Z0-9]/_}
+    cp "/proc/$pid/smaps_rollup" "$IOTEL_SMAPS_DIR/$tag.smaps_rollup"
+    cp "/proc/$pid/smaps" "$IOTEL_SMAPS_DIR/$tag.smaps"
+    cp "$WORK/$name.rss" "$IOTEL_SMAPS_DIR/$tag.rss"
+  fi
   kill -TERM "$pid"; wait "$time_pid" || true
   local maxrss; maxrss=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/$name.time")
   read -r peak steady cpu < "$WORK/$name.summary"

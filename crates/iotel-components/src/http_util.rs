@@ -72,12 +72,22 @@ pub enum Tls {}
 /// Serves HTTP/1 connections on `listener` with `handler` until `shutdown`;
 /// then open connections finish the request they are handling and close.
 /// Each request carries its peer's address as a [`PeerAddr`] extension.
+///
+/// Plain TCP only: no TLS code is reachable from here, so a build whose
+/// only servers are plain (the edge agent's API and exporter) does not
+/// carry rustls' server side and the certificate parser in its binary.
 pub async fn serve<F, Fut>(listener: TcpListener, shutdown: Shutdown, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_with(listener, shutdown, None, handler).await;
+    accept_loop(
+        listener,
+        shutdown,
+        handler,
+        |stream, peer, handler, stop| connection(TokioIo::new(stream), peer, None, handler, stop),
+    )
+    .await;
 }
 
 /// [`serve`], with TLS when `tls` is given: each connection's handshake
@@ -86,12 +96,49 @@ where
 /// connection with a verified client certificate carry a [`PeerIdentity`].
 pub async fn serve_with<F, Fut>(
     listener: TcpListener,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     tls: Option<Tls>,
     handler: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    match tls {
+        None => serve(listener, shutdown, handler).await,
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            accept_loop(
+                listener,
+                shutdown,
+                handler,
+                move |stream, peer, handler, stop| {
+                    let tls = tls.clone();
+                    async move {
+                        if let Some((stream, identity)) = tls.accept(stream, peer).await {
+                            connection(TokioIo::new(stream), peer, identity, handler, stop).await;
+                        }
+                    }
+                },
+            )
+            .await;
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    }
+}
+
+/// Accepts connections until `shutdown` and runs `serve_one` for each in
+/// its own task.
+async fn accept_loop<F, Fut, S, SFut>(
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+    handler: F,
+    serve_one: S,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+    S: Fn(tokio::net::TcpStream, SocketAddr, Arc<F>, Shutdown) -> SFut,
+    SFut: Future<Output = ()> + Send + 'static,
 {
     let handler = Arc::new(handler);
     loop {
@@ -108,22 +155,7 @@ pub async fn serve_with<F, Fut>(
                 }
             },
         };
-        let handler = handler.clone();
-        let stop = shutdown.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => connection(TokioIo::new(stream), peer, None, handler, stop).await,
-                #[cfg(feature = "tls")]
-                Some(tls) => {
-                    if let Some((stream, identity)) = tls.accept(stream, peer).await {
-                        connection(TokioIo::new(stream), peer, identity, handler, stop).await;
-                    }
-                }
-                #[cfg(not(feature = "tls"))]
-                Some(never) => match never {},
-            }
-        });
+        tokio::spawn(serve_one(stream, peer, handler.clone(), shutdown.clone()));
     }
 }
 
