@@ -62,6 +62,39 @@ pub struct Seen {
     pub ids: [Option<Arc<str>>; 3],
 }
 
+/// A trace's records by [`Hop`] index, each boxed so that a trace waiting
+/// for its hops (or remembered after) costs a few words until they come.
+pub type Hops = [Option<Box<Seen>>; 3];
+
+/// A trace id as held: 32 lowercase hex digits as a number (no
+/// allocation), any other id as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Hex(u128),
+    Text(Box<str>),
+}
+
+impl Key {
+    fn of(id: &str) -> Key {
+        let lower_hex = id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match u128::from_str_radix(id, 16) {
+            Ok(n) if lower_hex => Key::Hex(n),
+            _ => Key::Text(id.into()),
+        }
+    }
+
+    /// The id as it came.
+    fn text(&self) -> Box<str> {
+        match self {
+            Key::Hex(n) => format!("{n:032x}").into(),
+            Key::Text(t) => t.clone(),
+        }
+    }
+}
+
 /// Why a chain was emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -94,7 +127,7 @@ impl Status {
 pub struct Chain {
     pub trace_id: Box<str>,
     /// By [`Hop`] index.
-    pub hops: [Option<Seen>; 3],
+    pub hops: Hops,
     pub status: Status,
 }
 
@@ -120,7 +153,7 @@ pub struct Limits {
 
 #[derive(Debug)]
 struct Trace {
-    hops: [Option<Seen>; 3],
+    hops: Hops,
     deadline: i64,
     seq: u64,
     emitted: bool,
@@ -131,10 +164,12 @@ struct Trace {
 pub struct Join {
     limits: Limits,
     max_seen: Option<i64>,
-    traces: HashMap<Box<str>, Trace>,
+    traces: HashMap<Key, Trace>,
     /// (deadline, arrival sequence) → trace id: the next to close first.
-    by_deadline: BTreeMap<(i64, u64), Box<str>>,
+    by_deadline: BTreeMap<(i64, u64), Key>,
     next_seq: u64,
+    /// Traces held after their chain was emitted complete.
+    emitted: usize,
 }
 
 impl Join {
@@ -145,6 +180,7 @@ impl Join {
             traces: HashMap::new(),
             by_deadline: BTreeMap::new(),
             next_seq: 0,
+            emitted: 0,
         }
     }
 
@@ -157,6 +193,21 @@ impl Join {
     /// Traces held, emitted or not.
     pub fn traces(&self) -> usize {
         self.traces.len()
+    }
+
+    /// Traces held whose chain is not emitted yet.
+    pub fn open(&self) -> usize {
+        self.traces.len() - self.emitted
+    }
+
+    /// Forgets trace `id`, returning it unless its chain was emitted.
+    fn forget(&mut self, id: &Key) -> Option<Trace> {
+        let t = self.traces.remove(id)?;
+        if t.emitted {
+            self.emitted -= 1;
+            return None;
+        }
+        Some(t)
     }
 
     /// Offers a record of `hop` to trace `trace_id`; chains that complete
@@ -175,24 +226,25 @@ impl Join {
         }
         self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
         let limits = self.limits;
-        if let Some(trace) = self.traces.get_mut(trace_id) {
+        let key = Key::of(trace_id);
+        if let Some(trace) = self.traces.get_mut(&key) {
             if trace.emitted || trace.hops[hop as usize].is_some() {
                 return (Outcome::Duplicate, 0);
             }
             if !fits(&limits, &trace.hops, hop, t) {
                 return (Outcome::OutsideWindow, 0);
             }
-            trace.hops[hop as usize] = Some(seen);
+            trace.hops[hop as usize] = Some(Box::new(seen));
             if is_complete(&limits, &trace.hops) {
                 // Kept, emitted, until its old deadline passes.
                 trace.emitted = true;
+                self.emitted += 1;
+                // Nothing more is needed of the records.
                 out.push(Chain {
                     trace_id: trace_id.into(),
-                    hops: trace.hops.clone(),
+                    hops: std::mem::take(&mut trace.hops),
                     status: Status::Complete,
                 });
-                // Nothing more is needed of the records.
-                trace.hops = [None, None, None];
             } else {
                 let deadline = deadline(&limits, &trace.hops);
                 let old = (trace.deadline, trace.seq);
@@ -207,8 +259,8 @@ impl Join {
         if self.traces.len() >= limits.max_traces {
             evicted = self.evict_first(out);
         }
-        let mut hops = [None, None, None];
-        hops[hop as usize] = Some(seen);
+        let mut hops = Hops::default();
+        hops[hop as usize] = Some(Box::new(seen));
         let seq = self.next_seq;
         self.next_seq += 1;
         if is_complete(&limits, &hops) {
@@ -221,9 +273,9 @@ impl Join {
             return (Outcome::Joined, evicted);
         }
         let deadline = deadline(&limits, &hops);
-        self.by_deadline.insert((deadline, seq), trace_id.into());
+        self.by_deadline.insert((deadline, seq), key.clone());
         self.traces.insert(
-            trace_id.into(),
+            key,
             Trace {
                 hops,
                 deadline,
@@ -240,16 +292,16 @@ impl Join {
         let Some((_, id)) = self.by_deadline.pop_first() else {
             return 0;
         };
-        match self.traces.remove(&id) {
-            Some(t) if !t.emitted => {
+        match self.forget(&id) {
+            Some(t) => {
                 out.push(Chain {
-                    trace_id: id,
+                    trace_id: id.text(),
                     hops: t.hops,
                     status: Status::Evicted,
                 });
                 1
             }
-            _ => 0,
+            None => 0,
         }
     }
 
@@ -264,11 +316,9 @@ impl Join {
                 break;
             }
             let id = entry.remove();
-            if let Some(t) = self.traces.remove(&id)
-                && !t.emitted
-            {
+            if let Some(t) = self.forget(&id) {
                 out.push(Chain {
-                    trace_id: id,
+                    trace_id: id.text(),
                     hops: t.hops,
                     status: Status::WindowClosed,
                 });
@@ -279,11 +329,9 @@ impl Join {
     /// Emits every trace not yet emitted, as `shutdown`, in deadline order.
     pub fn drain(&mut self, out: &mut Vec<Chain>) {
         while let Some((_, id)) = self.by_deadline.pop_first() {
-            if let Some(t) = self.traces.remove(&id)
-                && !t.emitted
-            {
+            if let Some(t) = self.forget(&id) {
                 out.push(Chain {
-                    trace_id: id,
+                    trace_id: id.text(),
                     hops: t.hops,
                     status: Status::Shutdown,
                 });
@@ -292,18 +340,18 @@ impl Join {
     }
 }
 
-fn time(hops: &[Option<Seen>; 3], hop: Hop) -> Option<i64> {
+fn time(hops: &Hops, hop: Hop) -> Option<i64> {
     hops[hop as usize].as_ref().map(|s| s.timestamp_ns)
 }
 
-fn is_complete(limits: &Limits, hops: &[Option<Seen>; 3]) -> bool {
+fn is_complete(limits: &Limits, hops: &Hops) -> bool {
     Hop::ALL
         .iter()
         .all(|&h| !limits.expected[h as usize] || hops[h as usize].is_some())
 }
 
 /// Whether a record of `hop` at `t` fits the windows of the hops held.
-fn fits(limits: &Limits, hops: &[Option<Seen>; 3], hop: Hop, t: i64) -> bool {
+fn fits(limits: &Limits, hops: &Hops, hop: Hop, t: i64) -> bool {
     let (dg, gr) = (limits.device_gateway_ns, limits.gateway_rule_ns);
     let within = |other: Option<i64>, window: i64| {
         other.is_none_or(|o| t.abs_diff(o) <= window.unsigned_abs())
@@ -319,7 +367,7 @@ fn fits(limits: &Limits, hops: &[Option<Seen>; 3], hop: Hop, t: i64) -> bool {
 }
 
 /// The latest event time a missing expected hop could have and still fit.
-fn deadline(limits: &Limits, hops: &[Option<Seen>; 3]) -> i64 {
+fn deadline(limits: &Limits, hops: &Hops) -> i64 {
     let (dg, gr) = (limits.device_gateway_ns, limits.gateway_rule_ns);
     let (d, g, r) = (
         time(hops, Hop::Device),

@@ -285,6 +285,7 @@ impl Config {
                 expected: hops.each_ref().map(Option::is_some),
             }),
             hops,
+            label_names: [DEVICE_ID, GATEWAY_ID, RULE_ID, TRACE_ID].map(Arc::from),
             emit_partial: self.emit_partial,
             records,
             unjoined,
@@ -390,6 +391,8 @@ pub fn trace_id_of(v: &str) -> Cow<'_, str> {
 #[derive(Debug)]
 pub struct Correlate {
     join: Join,
+    /// `device_id`, `gateway_id`, `rule_id`, `trace_id`.
+    label_names: [Arc<str>; 4],
     hops: [Option<HopMatcher>; 3],
     emit_partial: bool,
     /// By [`Hop`] index, then unmatched.
@@ -419,15 +422,18 @@ impl Correlate {
         };
         let ids: [Option<Arc<str>>; 3] =
             [0, 1, 2].map(|i| lookup(r, &m.names[i]).map(|v| Arc::from(v.as_ref())));
-        let trace: Option<Box<str>> = lookup(r, &m.names[3]).map(|v| trace_id_of(&v).into());
+        let trace: Option<Arc<str>> =
+            lookup(r, &m.names[3]).map(|v| Arc::from(trace_id_of(&v).as_ref()));
+        // The values are shared with the join's copy, the names with every
+        // record.
         let mut labels = r.labels.to_builder();
-        for (name, v) in [DEVICE_ID, GATEWAY_ID, RULE_ID].iter().zip(&ids) {
+        for (name, v) in self.label_names.iter().zip(&ids) {
             if let Some(v) = v {
-                labels.set(name, v);
+                labels.set_shared(name.clone(), v.clone());
             }
         }
         if let Some(t) = &trace {
-            labels.set(TRACE_ID, t);
+            labels.set_shared(self.label_names[3].clone(), t.clone());
         }
         r.labels = labels.build();
         let Some(trace) = trace.filter(|t| !t.is_empty()) else {
@@ -469,9 +475,14 @@ impl Correlate {
         self.hops.each_ref().map(Option::is_some)
     }
 
-    /// The traces held now (for tests and benchmarks).
+    /// The traces held now, emitted or not (for tests and benchmarks).
     pub fn traces_held(&self) -> usize {
         self.join.traces()
+    }
+
+    /// The traces held whose chain is not emitted yet.
+    pub fn traces_open(&self) -> usize {
+        self.join.open()
     }
 }
 
@@ -505,7 +516,7 @@ fn ms_between(a: i64, b: i64) -> f64 {
 fn chain_record(c: &Chain, expected: &[bool; 3]) -> LogRecord {
     let held: Vec<(Hop, &Seen)> = Hop::ALL
         .into_iter()
-        .filter_map(|h| c.hops[h as usize].as_ref().map(|s| (h, s)))
+        .filter_map(|h| c.hops[h as usize].as_deref().map(|s| (h, s)))
         .collect();
     let start = held
         .iter()

@@ -185,6 +185,7 @@ fn a_chain_in_order_is_emitted_complete_with_its_records_and_hop_latencies() {
     );
     assert_eq!(chains(&cx, "complete"), 1);
     assert_eq!(t.traces_held(), 1, "remembered until its window closes");
+    assert_eq!(t.traces_open(), 0);
 }
 
 #[test]
@@ -314,7 +315,7 @@ fn a_full_table_evicts_the_trace_that_closes_first_and_counts_it() {
         1
     );
     assert_eq!(chains(&cx, "evicted"), 1);
-    assert_eq!(t.traces_held(), 2);
+    assert_eq!((t.traces_held(), t.traces_open()), (2, 2));
     // The others still join.
     let out = one_by_one(
         &mut t,
