@@ -195,7 +195,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  traces open     {open_mid} at mid-run, peak {peak_open} (device record joined, rule's not yet)"
     );
     println!(
-        "  traces held     {held_mid} at mid-run, peak {peak_held} (open + complete ones remembered until their window closes)"
+        "  traces held     {held_mid} at mid-run, peak {peak_held} (open + complete ones remembered until the watermark passes them)"
     );
     println!(
         "  memory          peak RSS {:.1} MiB (RSS before the run {:.1} MiB)",

@@ -17,9 +17,9 @@
 //! - A trace's **deadline** is the latest event time any of its missing
 //!   hops could still have and fit the windows of the hops it holds. A
 //!   trace holding every expected hop is emitted at once as `complete`,
-//!   and remembered until the watermark passes its deadline so that a
-//!   retransmitted record counts as a duplicate rather than opening a new
-//!   trace. Any other trace is emitted as `window_closed` once the
+//!   and remembered (without its records) until the watermark passes its
+//!   newest record's time, so that a retransmitted record counts as a
+//!   duplicate rather than opening a new trace (after that it is late). Any other trace is emitted as `window_closed` once the
 //!   watermark passes its deadline: no on-time record can join it then.
 //! - At most `max_traces` traces are held. A new trace at a full table
 //!   first drops the trace with the earliest deadline, emitting it as
@@ -197,7 +197,7 @@ impl Join {
 
     /// Traces held whose chain is not emitted yet.
     pub fn open(&self) -> usize {
-        self.traces.len() - self.emitted
+        self.traces.len().saturating_sub(self.emitted)
     }
 
     /// Forgets trace `id`, returning it unless its chain was emitted.
@@ -235,8 +235,15 @@ impl Join {
                 return (Outcome::OutsideWindow, 0);
             }
             trace.hops[hop as usize] = Some(Box::new(seen));
+            let old = (trace.deadline, trace.seq);
             if is_complete(&limits, &trace.hops) {
-                // Kept, emitted, until its old deadline passes.
+                // Kept, emitted, until the watermark passes its newest
+                // record: a retransmission of one (same time) is late then.
+                trace.deadline = Hop::ALL
+                    .iter()
+                    .filter_map(|&h| time(&trace.hops, h))
+                    .max()
+                    .unwrap_or(t);
                 trace.emitted = true;
                 self.emitted += 1;
                 // Nothing more is needed of the records.
@@ -246,12 +253,10 @@ impl Join {
                     status: Status::Complete,
                 });
             } else {
-                let deadline = deadline(&limits, &trace.hops);
-                let old = (trace.deadline, trace.seq);
-                trace.deadline = deadline;
-                if let Some(id) = self.by_deadline.remove(&old) {
-                    self.by_deadline.insert((deadline, old.1), id);
-                }
+                trace.deadline = deadline(&limits, &trace.hops);
+            }
+            if let Some(id) = self.by_deadline.remove(&old) {
+                self.by_deadline.insert((trace.deadline, old.1), id);
             }
             return (Outcome::Joined, 0);
         }

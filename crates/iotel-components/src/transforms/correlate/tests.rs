@@ -340,6 +340,16 @@ fn a_record_repeated_after_its_chain_completed_is_a_duplicate() {
     );
     assert_eq!(out.len(), 1);
     assert_eq!(unjoined(&cx, "duplicate"), 2);
+    // Forgotten once the watermark passes its newest record; a
+    // retransmission is late then, and opens no trace.
+    one_by_one(&mut t, vec![device(TRACE_B, T0 + 30 * S + 2 * MS)]);
+    assert_eq!(t.traces_held(), 2);
+    one_by_one(&mut t, vec![device(TRACE_B, T0 + 30 * S + 2 * MS + 1)]);
+    assert_eq!((t.traces_held(), t.traces_open()), (1, 1));
+    let out = one_by_one(&mut t, vec![rule(TRACE_A, T0 + 2 * MS)]);
+    assert_eq!(out, []);
+    assert_eq!(unjoined(&cx, "late"), 1);
+    assert_eq!(unjoined(&cx, "duplicate"), 3, "B's device again");
 }
 
 #[test]
