@@ -87,6 +87,8 @@ impl Maker {
 #[derive(Default)]
 struct Stats {
     busy: Duration,
+    /// CPU time of this thread in the transform, in ticks of 10 ms.
+    cpu_ticks: u64,
     events: u64,
     chains: u64,
     complete: u64,
@@ -100,9 +102,10 @@ impl Stats {
     fn run(&mut self, t: &mut Correlate, batch: Vec<LogRecord>) {
         self.events += batch.len() as u64;
         let mut out = Vec::new();
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), thread_cpu_ticks());
         t.transform(Events::Logs(batch), &mut out);
         self.busy += start.elapsed();
+        self.cpu_ticks += thread_cpu_ticks().saturating_sub(cpu);
         // The first batch is the records passed on; chains follow.
         for e in out.into_iter().skip(1) {
             if let Events::Logs(v) = e {
@@ -116,6 +119,27 @@ impl Stats {
         self.peak_open = self.peak_open.max(t.traces_open());
         self.peak_held = self.peak_held.max(t.traces_held());
     }
+}
+
+/// utime + stime of this thread, in USER_HZ (100) ticks: the kernel
+/// charges each tick to the thread running, so summed over thousands of
+/// batches the figure is fair even though one batch is shorter than a tick.
+fn thread_cpu_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0;
+    };
+    let Some((_, after_comm)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; 12 and 13 after `comm`.
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
 
 fn status_kib(field: &str) -> u64 {
@@ -174,6 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     stats.busy += start.elapsed();
     let Stats {
         busy,
+        cpu_ticks,
         events,
         chains,
         complete,
@@ -189,6 +214,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  throughput      {:.0} records/s ({:.2} s in the transform)",
         events as f64 / secs,
         secs
+    );
+    let cpu_secs = cpu_ticks as f64 / 100.0;
+    println!(
+        "  CPU             {:.0} records per CPU-second ({:.2} CPU-s in the transform)",
+        events as f64 / cpu_secs.max(0.01),
+        cpu_secs
     );
     println!("  chains          {chains} emitted while running, {complete} complete");
     println!(

@@ -69,7 +69,7 @@ mod tests;
 use crate::{BuildContext, Problem};
 use iotel_engine::config::Duration;
 use iotel_engine::{Counter, Gauge, Transform};
-use iotel_model::{Events, Labels, LogRecord};
+use iotel_model::{Events, LabelsBuilder, LogRecord};
 use join::{Chain, Hop, Join, Limits, Outcome, Seen, Status};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -285,7 +285,15 @@ impl Config {
                 expected: hops.each_ref().map(Option::is_some),
             }),
             hops,
-            label_names: [DEVICE_ID, GATEWAY_ID, RULE_ID, TRACE_ID].map(Arc::from),
+            label_names: [
+                DEVICE_ID,
+                GATEWAY_ID,
+                RULE_ID,
+                TRACE_ID,
+                CHAIN_LABEL,
+                CHAIN_VALUE,
+            ]
+            .map(Arc::from),
             emit_partial: self.emit_partial,
             records,
             unjoined,
@@ -391,8 +399,9 @@ pub fn trace_id_of(v: &str) -> Cow<'_, str> {
 #[derive(Debug)]
 pub struct Correlate {
     join: Join,
-    /// `device_id`, `gateway_id`, `rule_id`, `trace_id`.
-    label_names: [Arc<str>; 4],
+    /// `device_id`, `gateway_id`, `rule_id`, `trace_id`, `correlate`, and
+    /// the value `chain`.
+    label_names: [Arc<str>; 6],
     hops: [Option<HopMatcher>; 3],
     emit_partial: bool,
     /// By [`Hop`] index, then unmatched.
@@ -427,7 +436,7 @@ impl Correlate {
         // The values are shared with the join's copy, the names with every
         // record.
         let mut labels = r.labels.to_builder();
-        for (name, v) in self.label_names.iter().zip(&ids) {
+        for (name, v) in self.label_names[..3].iter().zip(&ids) {
             if let Some(v) = v {
                 labels.set_shared(name.clone(), v.clone());
             }
@@ -462,7 +471,7 @@ impl Correlate {
             let i = Status::ALL.iter().position(|s| *s == c.status).unwrap_or(0);
             self.chains[i].inc();
             if c.status == Status::Complete || self.emit_partial {
-                records.push(chain_record(&c, &self.join_expected()));
+                records.push(chain_record(c, &self.join_expected(), &self.label_names));
             }
         }
         self.traces.set(self.join.traces() as f64);
@@ -512,46 +521,37 @@ fn ms_between(a: i64, b: i64) -> f64 {
     b.saturating_sub(a) as f64 / 1e6
 }
 
-/// The chain record of `c` (see the module docs).
-fn chain_record(c: &Chain, expected: &[bool; 3]) -> LogRecord {
-    let held: Vec<(Hop, &Seen)> = Hop::ALL
-        .into_iter()
-        .filter_map(|h| c.hops[h as usize].as_deref().map(|s| (h, s)))
-        .collect();
-    let start = held
+/// The chain record of `c` (see the module docs); `names` are the label
+/// names `device_id`, `gateway_id`, `rule_id`, `trace_id`, `correlate`
+/// and the value `chain`, shared by every chain.
+fn chain_record(c: Chain, expected: &[bool; 3], names: &[Arc<str>; 6]) -> LogRecord {
+    use std::fmt::Write;
+    let at = |h: Hop| c.hops[h as usize].as_ref().map(|s| s.timestamp_ns);
+    let start = Hop::ALL
         .iter()
-        .map(|(_, s)| s.timestamp_ns)
+        .filter_map(|&h| at(h))
         .min()
         .unwrap_or_default();
-    let mut labels = vec![
-        (CHAIN_LABEL, CHAIN_VALUE.to_string()),
-        (TRACE_ID, c.trace_id.to_string()),
-    ];
-    for (i, name) in [DEVICE_ID, GATEWAY_ID, RULE_ID].into_iter().enumerate() {
-        if let Some(v) = held.iter().find_map(|(_, s)| s.ids[i].as_ref()) {
-            labels.push((name, v.to_string()));
+    let mut labels = LabelsBuilder::with_capacity(5);
+    labels.set_shared(names[4].clone(), names[5].clone());
+    labels.set_shared(names[3].clone(), Arc::from(c.trace_id.as_ref()));
+    for (i, name) in names[..3].iter().enumerate() {
+        let found = c.hops.iter().flatten().find_map(|s| s.ids[i].as_ref());
+        if let Some(v) = found {
+            labels.set_shared(name.clone(), v.clone());
         }
     }
-    let mut parts = Vec::with_capacity(held.len());
+    let mut message = format!("chain {} {}: ", c.trace_id, c.status.as_str());
     let mut previous: Option<i64> = None;
-    let mut hops = Map::new();
-    for (h, s) in &held {
-        parts.push(match previous {
-            Some(p) => format!("{} {:+}ms", h.as_str(), ms_between(p, s.timestamp_ns)),
-            None => h.as_str().to_string(),
-        });
-        previous = Some(s.timestamp_ns);
-        let mut hop = Map::new();
-        hop.insert("timestamp_ns".into(), Value::from(s.timestamp_ns));
-        hop.insert("message".into(), Value::from(s.message.clone()));
-        hops.insert(h.as_str().into(), Value::Object(hop));
+    for h in Hop::ALL {
+        let Some(t) = at(h) else { continue };
+        if let Some(p) = previous {
+            let _ = write!(message, " → {} {:+}ms", h.as_str(), ms_between(p, t));
+        } else {
+            message.push_str(h.as_str());
+        }
+        previous = Some(t);
     }
-    let message = format!(
-        "chain {} {}: {}",
-        c.trace_id,
-        c.status.as_str(),
-        parts.join(" → ")
-    );
     let missing: Vec<Value> = Hop::ALL
         .into_iter()
         .filter(|h| expected[*h as usize] && c.hops[*h as usize].is_none())
@@ -561,8 +561,6 @@ fn chain_record(c: &Chain, expected: &[bool; 3]) -> LogRecord {
     fields.insert("status".into(), Value::from(c.status.as_str()));
     fields.insert("complete".into(), Value::from(missing.is_empty()));
     fields.insert("missing".into(), Value::Array(missing));
-    fields.insert("hops".into(), Value::Object(hops));
-    let at = |h: Hop| c.hops[h as usize].as_ref().map(|s| s.timestamp_ns);
     for (name, a, b) in [
         ("device_gateway_ms", Hop::Device, Hop::Gateway),
         ("gateway_rule_ms", Hop::Gateway, Hop::Rule),
@@ -572,8 +570,22 @@ fn chain_record(c: &Chain, expected: &[bool; 3]) -> LogRecord {
             fields.insert(name.into(), Value::from(ms_between(a, b)));
         }
     }
+    let mut hops = Map::new();
+    for (h, s) in Hop::ALL.into_iter().zip(c.hops) {
+        let Some(s) = s else { continue };
+        let Seen {
+            timestamp_ns,
+            message,
+            ..
+        } = *s;
+        let mut hop = Map::new();
+        hop.insert("timestamp_ns".into(), Value::from(timestamp_ns));
+        hop.insert("message".into(), Value::from(message));
+        hops.insert(h.as_str().into(), Value::Object(hop));
+    }
+    fields.insert("hops".into(), Value::Object(hops));
     let mut r = LogRecord::new(start, message);
-    r.labels = Labels::from_pairs(labels);
+    r.labels = labels.build();
     r.fields = fields;
     r
 }

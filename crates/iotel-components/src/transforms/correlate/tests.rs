@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use iotel_model::Labels;
 use proptest::prelude::*;
 use serde_json::json;
 
