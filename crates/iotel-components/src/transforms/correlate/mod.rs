@@ -387,7 +387,10 @@ pub fn trace_id_of(v: &str) -> Cow<'_, str> {
         && is_hex(parent)
         && is_hex(flags)
     {
-        return Cow::Owned(trace.to_ascii_lowercase());
+        return match trace.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(trace.to_ascii_lowercase()),
+            false => Cow::Borrowed(trace),
+        };
     }
     if v.len() == 32 && is_hex(v) && v.bytes().any(|b| b.is_ascii_uppercase()) {
         return Cow::Owned(v.to_ascii_lowercase());
