@@ -582,3 +582,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_transform_is_registered_and_a_valid_pipeline_loads() {
+    assert_eq!(load_errors(HOPS), Vec::<String>::new());
+    let cfg: crate::transforms::TransformConfig =
+        toml::from_str(&format!("[correlate]\n{HOPS}")).unwrap();
+    assert_eq!(cfg.type_name(), "correlate");
+    assert!(crate::transforms::TransformConfig::TYPES.contains(&"correlate"));
+    assert_eq!(
+        crate::transforms::TransformConfig::missing_feature("correlate"),
+        None
+    );
+    assert_eq!(cfg.validate(), vec![]);
+    let mut t = cfg.build(&BuildContext::for_test("corr")).unwrap();
+    let mut out = Vec::new();
+    t.transform(
+        Events::Logs(vec![
+            device(TRACE_A, T0),
+            gateway(TRACE_A, T0),
+            rule(TRACE_A, T0),
+        ]),
+        &mut out,
+    );
+    let (passed, chains) = split(out);
+    assert_eq!((passed.len(), chains.len()), (3, 1));
+}
