@@ -5,6 +5,8 @@ pub mod cardinality_limit;
 // none, leaves this out.
 #[cfg(feature = "otlp")]
 pub mod clock_skew;
+#[cfg(feature = "logs")]
+pub mod correlate;
 pub(crate) mod describe;
 #[cfg(feature = "logs")]
 pub mod device_trace;
@@ -39,6 +41,8 @@ pub enum TransformConfig {
     CardinalityLimit(cardinality_limit::Config),
     #[cfg(feature = "otlp")]
     ClockSkew(clock_skew::Config),
+    #[cfg(feature = "logs")]
+    Correlate(correlate::Config),
     Enrich(enrich::Config),
     #[cfg(feature = "logs")]
     DeviceTrace(device_trace::Config),
@@ -65,6 +69,7 @@ impl TransformConfig {
     pub const TYPES: &'static [&'static str] = &[
         "cardinality_limit",
         "clock_skew",
+        "correlate",
         "enrich",
         "device_trace",
         "filter",
@@ -91,6 +96,7 @@ impl TransformConfig {
             "sample",
             "timestamp",
             "device_trace",
+            "correlate",
         ];
         if !cfg!(feature = "otlp") && type_name == "clock_skew" {
             return Some("otlp");
@@ -103,6 +109,8 @@ impl TransformConfig {
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(_) => "clock_skew",
+            #[cfg(feature = "logs")]
+            TransformConfig::Correlate(_) => "correlate",
             TransformConfig::Enrich(_) => "enrich",
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(_) => "device_trace",
@@ -135,6 +143,8 @@ impl TransformConfig {
             // Logs and metrics pass unchanged, so an OTLP source can feed it.
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(_) => SignalSet::ALL,
+            #[cfg(feature = "logs")]
+            TransformConfig::Correlate(_) => SignalSet::LOGS,
             // Metrics pass unchanged, so an OTLP source (all signals) can feed it.
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(_) => SignalSet::ALL,
@@ -169,6 +179,8 @@ impl TransformConfig {
             TransformConfig::CardinalityLimit(c) => c.validate(),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.validate(),
+            #[cfg(feature = "logs")]
+            TransformConfig::Correlate(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(c) => c.validate(),
@@ -198,6 +210,8 @@ impl TransformConfig {
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.build(cx),
+            #[cfg(feature = "logs")]
+            TransformConfig::Correlate(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(c) => c.build(cx),

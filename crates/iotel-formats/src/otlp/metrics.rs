@@ -20,9 +20,17 @@
 //! histograms (`exponential_histogram`), points without a value or flagged
 //! "no recorded value" (`no_value`), points without a time (`no_time`),
 //! histograms whose bucket counts do not match their bounds
-//! (`invalid_histogram`). Left out without rejecting the point and counted
-//! in [`Decoded::dropped_exemplars`]: exemplars. Not kept: start times,
-//! histogram min and max, scopes, metric metadata and schema URLs.
+//! (`invalid_histogram`). Not kept: start times, histogram min and max,
+//! scopes, metric metadata and schema URLs.
+//!
+//! Exemplars become the model's (one per sample): labels `trace_id` and
+//! `span_id` (lowercase hex, when not empty), the `filtered_attributes`,
+//! the value, and `time_unix_nano` in ms (none when 0). A gauge's or
+//! sum's point gives its sample its first exemplar; a histogram's point
+//! gives each of its exemplars to the first bucket whose `le` is at or
+//! above the exemplar's value (`+Inf` for the rest), as Prometheus's OTLP
+//! receiver does. Exemplars left over (a second one for a sample or a
+//! bucket, or one without a value) are counted in [`Decoded::dropped_exemplars`].
 
 pub use super::metrics_export::{RESOURCE_LABELS, export_request};
 
@@ -31,11 +39,12 @@ use super::proto::collector::metrics::v1::{
 };
 use super::proto::common::v1::KeyValue;
 use super::proto::metrics::v1::{
-    AggregationTemporality, DataPointFlags, HistogramDataPoint, Metric as OtlpMetric,
-    NumberDataPoint, SummaryDataPoint, metric::Data, number_data_point,
+    AggregationTemporality, DataPointFlags, Exemplar as OtlpExemplar, HistogramDataPoint,
+    Metric as OtlpMetric, NumberDataPoint, SummaryDataPoint, exemplar, metric::Data,
+    number_data_point,
 };
-use super::{Rejected, label_value, resource_labels};
-use iotel_model::{Labels, Metric, MetricMeta, MetricType};
+use super::{Rejected, hex, label_value, resource_labels};
+use iotel_model::{Exemplar, Labels, Metric, MetricMeta, MetricType};
 use prost::Message;
 use std::sync::Arc;
 
@@ -45,7 +54,8 @@ pub struct Decoded {
     pub samples: Vec<Metric>,
     /// Data points rejected, by reason.
     pub rejected: Rejected,
-    /// Exemplars left out (their points were taken).
+    /// Exemplars left out (their points were taken): more than one for a
+    /// sample or a bucket.
     pub dropped_exemplars: u64,
 }
 
@@ -224,10 +234,12 @@ fn numbers(
         let Some(ms) = time_ms(p.time_unix_nano, at, d) else {
             continue;
         };
-        d.dropped_exemplars += p.exemplars.len() as u64;
         let labels = point_labels(resource, p.attributes);
-        d.samples
-            .push(sample(&meta.family, meta, labels, value, ms));
+        let mut s = sample(&meta.family, meta, labels, value, ms);
+        let n = p.exemplars.len();
+        s.exemplar = p.exemplars.into_iter().find_map(model_exemplar);
+        d.dropped_exemplars += (n - usize::from(s.exemplar.is_some())) as u64;
+        d.samples.push(s);
     }
 }
 
@@ -268,10 +280,10 @@ fn histogram(
     let Some(ms) = time_ms(p.time_unix_nano, at, d) else {
         return;
     };
-    d.dropped_exemplars += p.exemplars.len() as u64;
     let labels = point_labels(resource, p.attributes);
     let family = &meta.family;
     let bucket = format!("{family}_bucket");
+    let first_bucket = d.samples.len();
     let mut cumulative = 0u64;
     for (bound, count) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
         cumulative = cumulative.saturating_add(*count);
@@ -282,6 +294,23 @@ fn histogram(
     let inf = labels.with("le", "+Inf");
     d.samples
         .push(sample(&bucket, meta, inf, p.count as f64, ms));
+    let buckets = &mut d.samples[first_bucket..];
+    for e in p.exemplars {
+        let Some(e) = model_exemplar(e) else {
+            d.dropped_exemplars += 1;
+            continue;
+        };
+        let i = p
+            .explicit_bounds
+            .iter()
+            .take(buckets.len() - 1)
+            .position(|&le| e.value <= le)
+            .unwrap_or(buckets.len() - 1);
+        match &mut buckets[i].exemplar {
+            Some(_) => d.dropped_exemplars += 1,
+            slot => *slot = Some(e),
+        }
+    }
     if let Some(sum) = p.sum {
         d.samples.push(sample(
             &format!("{family}_sum"),
@@ -298,6 +327,32 @@ fn histogram(
         p.count as f64,
         ms,
     ));
+}
+
+/// The model's exemplar of an OTLP one (see the module docs); none
+/// without a value.
+fn model_exemplar(e: OtlpExemplar) -> Option<Box<Exemplar>> {
+    let value = match e.value? {
+        exemplar::Value::AsDouble(v) => v,
+        exemplar::Value::AsInt(i) => i as f64,
+    };
+    let mut b = Labels::empty().to_builder();
+    for kv in e.filtered_attributes {
+        let v = kv.value.map(label_value).unwrap_or_default();
+        b.set(&kv.key, &v);
+    }
+    if !e.trace_id.is_empty() {
+        b.set("trace_id", &hex(&e.trace_id));
+    }
+    if !e.span_id.is_empty() {
+        b.set("span_id", &hex(&e.span_id));
+    }
+    Some(Box::new(Exemplar {
+        labels: b.build(),
+        value,
+        timestamp_ms: (e.time_unix_nano != 0)
+            .then(|| i64::try_from(e.time_unix_nano / 1_000_000).unwrap_or(i64::MAX)),
+    }))
 }
 
 fn summary(

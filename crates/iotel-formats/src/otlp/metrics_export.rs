@@ -12,17 +12,19 @@
 //! | `gauge`, `unknown`, `info`, `stateset`, `gaugehistogram` | a `gauge` named as the series, `as_double` |
 //! | `histogram`: `<family>_bucket{le}`, `<family>_sum`, `<family>_count` of one label set and time | one cumulative `histogram` point named `<family>`: `explicit_bounds` the finite `le`s in order, `bucket_counts` the differences of the cumulative bucket values (the last up to `_count`, or the `+Inf` bucket without one), `sum` from `_sum` when there is one |
 //! | `summary`: `<family>{quantile}`, `<family>_sum`, `<family>_count` | one `summary` point named `<family>` |
-//! | exemplar (of a gauge or counter sample)          | an exemplar: `trace_id` / `span_id` labels as ids when valid, the other labels `filtered_attributes` |
+//! | exemplar (of a gauge or counter sample, or of a histogram's bucket, `_sum` or `_count`) | an exemplar of the point: `trace_id` / `span_id` labels as ids when valid, the other labels `filtered_attributes`; a histogram point's in the order of its samples |
 //!
 //! Metrics of a resource keep the order they were first seen in, and their
 //! points the order of their samples, so decoding what this encodes gives
 //! back the samples it was given when they came from a decoded request.
-//! A histogram or summary sample that does not fit the shape (another
-//! suffix such as `_created`, a bucket without a numeric `le`, a negative
-//! or fractional count) goes as a `gauge` under its own series name rather
-//! than be lost. Bucket exemplars are not sent.
+//! `le` and `quantile` may be spelled either way (`1` or OpenMetrics'
+//! `1.0`); decoding gives back the shortest spelling. A histogram or
+//! summary sample that does not fit the shape (another suffix such as
+//! `_created`, a bucket without a numeric `le`, a negative or fractional
+//! count) goes as a `gauge` under its own series name rather
+//! than be lost. A summary's exemplars are not sent (OTLP summaries have
+//! none; OpenMetrics allows none either).
 
-use super::metrics::float_label;
 use super::parse_id;
 use super::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use super::proto::common::v1::KeyValue;
@@ -77,6 +79,8 @@ struct HistogramParts {
     inf: Option<f64>,
     sum: Option<f64>,
     count: Option<f64>,
+    /// The exemplars of its samples, as seen.
+    exemplars: Vec<OtlpExemplar>,
 }
 
 /// A summary point being put together.
@@ -152,7 +156,11 @@ impl Builder {
                     self.parts.len() - 1
                 }
             };
-            part.apply(&mut self.parts[i].4, m.value);
+            let parts = &mut self.parts[i].4;
+            part.apply(parts, m.value);
+            if let (Parts::Histogram(h), Some(e)) = (parts, m.exemplar.as_deref()) {
+                h.exemplars.push(otlp_exemplar(e));
+            }
             return;
         }
         let kind = match meta.kind {
@@ -278,6 +286,9 @@ fn histogram_point(
     time_unix_nano: u64,
 ) -> HistogramDataPoint {
     p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Two spellings of one bound (`1` and `1.0`) are one bucket: OTLP
+    // bounds are strictly increasing.
+    p.buckets.dedup_by(|a, b| a.0 == b.0);
     let total = p.count.or(p.inf).or(p.buckets.last().map(|b| b.1));
     let mut bucket_counts = Vec::with_capacity(p.buckets.len() + 1);
     let mut below = 0.0;
@@ -293,6 +304,7 @@ fn histogram_point(
         sum: p.sum,
         explicit_bounds: p.buckets.iter().map(|b| b.0).collect(),
         bucket_counts,
+        exemplars: p.exemplars,
         ..Default::default()
     }
 }
@@ -348,10 +360,11 @@ fn histogram_part(m: &Metric, family: &str) -> Option<(Kind, Part)> {
             if le == "+Inf" {
                 Part::Bucket(None)
             } else {
+                // Any spelling of a finite bound: OpenMetrics writes `1.0`
+                // where Prometheus text writes `1` (the decoder gives back
+                // `float_label`'s spelling).
                 let v: f64 = le.parse().ok().filter(|v: &f64| v.is_finite())?;
-                // The decoder writes `le` back as `float_label`: only a
-                // canonical spelling round-trips.
-                (float_label(v) == le).then_some(Part::Bucket(Some(v)))?
+                Part::Bucket(Some(v))
             }
         }
         "_sum" => Part::Sum,
@@ -369,9 +382,8 @@ fn summary_part(m: &Metric, family: &str) -> Option<(Kind, Part)> {
     let suffix = m.name.strip_prefix(family)?;
     let part = match suffix {
         "" => {
-            let q = m.labels.get("quantile")?;
-            let v: f64 = q.parse().ok()?;
-            (float_label(v) == q).then_some(Part::Quantile(v))?
+            let v: f64 = m.labels.get("quantile")?.parse().ok()?;
+            Part::Quantile(v)
         }
         "_sum" => Part::Sum,
         "_count" if is_count(m.value) => Part::Count,

@@ -7,9 +7,10 @@ use super::metrics::{self, export_request};
 use super::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use super::proto::common::v1::{AnyValue, KeyValue, any_value::Value as Av};
 use super::proto::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric as OtlpMetric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric::Data,
-    number_data_point, summary_data_point::ValueAtQuantile,
+    AggregationTemporality, Exemplar as OtlpExemplar, Gauge, Histogram, HistogramDataPoint,
+    Metric as OtlpMetric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exemplar, metric::Data, number_data_point,
+    summary_data_point::ValueAtQuantile,
 };
 use super::proto::resource::v1::Resource;
 use iotel_model::{Exemplar, Labels, Metric, MetricMeta, MetricType};
@@ -199,6 +200,31 @@ fn finite() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Up to `max` exemplars, with ids of any bytes (an all-zero id too).
+fn exemplars(max: usize) -> impl Strategy<Value = Vec<OtlpExemplar>> {
+    proptest::collection::vec(
+        (
+            prop::array::uniform16(any::<u8>()),
+            prop::array::uniform8(any::<u8>()),
+            finite(),
+            0u64..1_000_000,
+            point_attrs(),
+        ),
+        0..=max,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(trace, span, value, ms, attrs)| OtlpExemplar {
+                filtered_attributes: attrs,
+                time_unix_nano: ms * 1_000_000,
+                value: Some(exemplar::Value::AsDouble(value)),
+                span_id: span.to_vec(),
+                trace_id: trace.to_vec(),
+            })
+            .collect()
+    })
+}
+
 /// One metric of a kind the decoder maps, `i` making its name unique, its
 /// points at distinct times.
 fn metric(i: usize) -> impl Strategy<Value = OtlpMetric> {
@@ -206,13 +232,14 @@ fn metric(i: usize) -> impl Strategy<Value = OtlpMetric> {
     let data = (0u8..5, times).prop_flat_map(|(kind, times)| {
         let times: Vec<u64> = times.into_iter().map(|t| t * 1_000_000).collect();
         let n = times.len();
-        let nums = proptest::collection::vec((finite(), point_attrs()), n);
+        let nums = proptest::collection::vec((finite(), point_attrs(), exemplars(2)), n);
         let hist = proptest::collection::vec(
             (
                 proptest::collection::btree_set(-50i32..50, 0..4),
                 proptest::collection::vec(0u64..1000, 5),
                 proptest::option::of(finite()),
                 point_attrs(),
+                exemplars(3),
             ),
             n,
         );
@@ -232,7 +259,10 @@ fn metric(i: usize) -> impl Strategy<Value = OtlpMetric> {
                     let points: Vec<NumberDataPoint> = points
                         .into_iter()
                         .zip(&times)
-                        .map(|((v, a), t)| number(v, *t, a))
+                        .map(|((v, a, e), t)| NumberDataPoint {
+                            exemplars: e,
+                            ..number(v, *t, a)
+                        })
                         .collect();
                     match kind {
                         0 => Data::Gauge(Gauge {
@@ -253,7 +283,7 @@ fn metric(i: usize) -> impl Strategy<Value = OtlpMetric> {
                         data_points: points
                             .into_iter()
                             .zip(&times)
-                            .map(|((bounds, counts, sum, a), t)| {
+                            .map(|((bounds, counts, sum, a, e), t)| {
                                 let bounds: Vec<f64> =
                                     bounds.into_iter().map(|b| f64::from(b) / 4.0).collect();
                                 let counts = counts[..=bounds.len()].to_vec();
@@ -264,6 +294,7 @@ fn metric(i: usize) -> impl Strategy<Value = OtlpMetric> {
                                     sum,
                                     explicit_bounds: bounds,
                                     bucket_counts: counts,
+                                    exemplars: e,
                                     ..Default::default()
                                 }
                             })
@@ -378,4 +409,125 @@ proptest! {
         again.sort_by_key(key);
         prop_assert_eq!(again, x);
     }
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN: &str = "00f067aa0ba902b7";
+
+fn exemplar(value: f64) -> Option<Box<Exemplar>> {
+    Some(Box::new(Exemplar {
+        labels: Labels::from_pairs([("span_id", SPAN), ("trace_id", TRACE)]),
+        value,
+        timestamp_ms: Some(1_700_000_000_100),
+    }))
+}
+
+#[test]
+fn a_slow_buckets_exemplar_goes_with_its_histogram_point_and_comes_back_on_its_bucket() {
+    let meta = Arc::new(MetricMeta::new("latency_seconds", MetricType::Histogram));
+    let l = |le: &'static str| [("le", le), ("route", "/a")];
+    let mut slow = sample("latency_seconds_bucket", &meta, &l("+Inf"), 7.0);
+    slow.exemplar = exemplar(2.5);
+    let mut fast = sample("latency_seconds_bucket", &meta, &l("0.1"), 2.0);
+    fast.exemplar = Some(Box::new(Exemplar {
+        labels: Labels::from_pairs([("trace_id", "not-hex")]),
+        value: 0.05,
+        timestamp_ms: None,
+    }));
+    let samples = vec![
+        fast,
+        sample("latency_seconds_bucket", &meta, &l("0.5"), 5.0),
+        slow,
+        sample("latency_seconds_count", &meta, &[("route", "/a")], 7.0),
+    ];
+    let req = export_request(samples.clone());
+    let Some(Data::Histogram(h)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+        panic!("expected a histogram: {req:?}")
+    };
+    let p = &h.data_points[0];
+    assert_eq!(p.exemplars.len(), 2);
+    assert_eq!(p.exemplars[0].trace_id, Vec::<u8>::new());
+    assert_eq!(
+        p.exemplars[0].filtered_attributes,
+        [kv("trace_id", "not-hex")]
+    );
+    assert_eq!(p.exemplars[0].time_unix_nano, 0);
+    assert_eq!(super::hex(&p.exemplars[1].trace_id), TRACE);
+    assert_eq!(super::hex(&p.exemplars[1].span_id), SPAN);
+    assert_eq!(p.exemplars[1].time_unix_nano, 1_700_000_000_100_000_000);
+    // Decoded, each lands on the bucket its value falls in.
+    let back = metrics::samples(req);
+    assert_eq!(back.dropped_exemplars, 0);
+    assert_eq!(back.samples, samples);
+}
+
+#[test]
+fn decoding_keeps_one_exemplar_per_sample_and_counts_the_rest() {
+    let ex = |trace: u8, value: f64| OtlpExemplar {
+        trace_id: vec![trace; 16],
+        value: Some(exemplar::Value::AsInt(value as i64)),
+        time_unix_nano: 0,
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    OtlpMetric {
+                        name: "temp".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                exemplars: vec![ex(1, 3.0), ex(2, 4.0)],
+                                ..number(20.0, 5_000_000, vec![])
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                    OtlpMetric {
+                        name: "lat".into(),
+                        data: Some(Data::Histogram(Histogram {
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            data_points: vec![HistogramDataPoint {
+                                time_unix_nano: 5_000_000,
+                                count: 3,
+                                explicit_bounds: vec![1.0],
+                                bucket_counts: vec![1, 2],
+                                exemplars: vec![ex(3, 1.0), ex(4, 9.0), ex(5, 0.0)],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let d = metrics::samples(req);
+    assert_eq!(d.dropped_exemplars, 2);
+    let traces: Vec<(String, Option<String>)> = d
+        .samples
+        .iter()
+        .map(|m| {
+            (
+                format!("{}{}", m.name, m.labels),
+                m.exemplar
+                    .as_ref()
+                    .and_then(|e| e.labels.get("trace_id").map(str::to_string)),
+            )
+        })
+        .collect();
+    let id = |b: u8| Some(super::hex(&[b; 16]));
+    assert_eq!(
+        traces,
+        [
+            ("temp{}".to_string(), id(1)),
+            ("lat_bucket{le=\"1\"}".to_string(), id(3)),
+            ("lat_bucket{le=\"+Inf\"}".to_string(), id(4)),
+            ("lat_count{}".to_string(), None),
+        ]
+    );
+    assert_eq!(d.samples[0].exemplar.as_ref().unwrap().value, 3.0);
+    assert_eq!(d.samples[0].exemplar.as_ref().unwrap().timestamp_ms, None);
 }

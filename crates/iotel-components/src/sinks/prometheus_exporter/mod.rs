@@ -291,7 +291,17 @@ impl Store {
                 labels: metric.labels.clone(),
             };
             if let Some(e) = self.series.get_mut(&key) {
+                // A series keeps its last exemplar until a newer one comes,
+                // as client libraries do: the bucket a slow request fell in
+                // still leads to its trace after later samples without one.
+                let kept = match metric.exemplar {
+                    None => e.metric.exemplar.take(),
+                    Some(_) => None,
+                };
                 e.metric = metric;
+                if kept.is_some() {
+                    e.metric.exemplar = kept;
+                }
                 e.updated = now;
                 stored += 1;
                 continue;

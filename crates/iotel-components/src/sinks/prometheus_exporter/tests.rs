@@ -341,3 +341,52 @@ fn a_full_store_sweeps_stale_series_before_refusing_a_new_one() {
     );
     assert_eq!(store.series.len(), 1);
 }
+
+#[tokio::test]
+async fn a_buckets_exemplar_is_exposed_in_openmetrics_until_a_newer_one_replaces_it() {
+    let meta = Arc::new(MetricMeta::new("latency_seconds", MetricType::Histogram));
+    let bucket = |le: &str, value: f64, trace: Option<&str>| Metric {
+        name: "latency_seconds_bucket".into(),
+        labels: Labels::from_pairs([("le", le)]),
+        value,
+        timestamp_ms: 1_700_000_000_500,
+        meta: meta.clone(),
+        exemplar: trace.map(|t| {
+            Box::new(iotel_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", t)]),
+                value: 2.5,
+                timestamp_ms: Some(1_700_000_000_250),
+            })
+        }),
+    };
+    let slow = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut sink = Running::start("").await;
+    sink.send(vec![
+        bucket("1", 4.0, None),
+        bucket("+Inf", 5.0, Some(slow)),
+    ])
+    .await;
+    // Later samples of the bucket without an exemplar keep the last one.
+    sink.send(vec![bucket("1", 6.0, None), bucket("+Inf", 7.0, None)])
+        .await;
+    let om = sink.get("/metrics", Some(OPENMETRICS)).await;
+    assert_eq!(
+        om.body,
+        "# TYPE latency_seconds histogram\n\
+         latency_seconds_bucket{le=\"1.0\"} 6\n\
+         latency_seconds_bucket{le=\"+Inf\"} 7 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 2.5 1700000000.250\n\
+         # EOF\n"
+    );
+    let newer = "0af7651916cd43dd8448eb211c80319c";
+    sink.send(vec![bucket("+Inf", 8.0, Some(newer))]).await;
+    let om = sink.get("/metrics", Some(OPENMETRICS)).await;
+    assert!(
+        om.body
+            .contains(&format!("}} 8 # {{trace_id=\"{newer}\"}} 2.5")),
+        "{}",
+        om.body
+    );
+    // Prometheus text 0.0.4 has no exemplars.
+    let text = sink.get("/metrics", None).await;
+    assert!(!text.body.contains("trace_id"), "{}", text.body);
+}

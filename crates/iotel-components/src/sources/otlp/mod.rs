@@ -8,9 +8,9 @@
 //!   with an invalid id, a delta sum, …) are counted as discarded under
 //!   their reason and reported back in the response's `partial_success`
 //!   (`rejected_spans` / `rejected_data_points`, with a message naming the
-//!   first); the rest flows. Span events, span links and exemplars, which
-//!   the model has no place for, are counted in
-//!   `iotel_otlp_not_mapped_total{part}`.
+//!   first); the rest flows. Span events and span links, which the model
+//!   has no place for, and exemplars beyond one per sample (or without a
+//!   value) are counted in `iotel_otlp_not_mapped_total{part}`.
 //! - A request is answered only once every sink downstream has its events
 //!   safe (`iotel_engine::Ack`): success (HTTP 200 / gRPC OK) then, or —
 //!   when a sink could not store them — HTTP 503 with `Retry-After` / gRPC
