@@ -2,8 +2,9 @@
 # A site gateway under a fleet: `iotel loadgen` simulates DEVICES devices
 # (default 10,000) in agents of 100, each device sending 10 samples/s and 1
 # log line/s over the native protocol, into one gateway (`iotel` source →
-# `iotel` sink: zstd frames, batch.timeout 100ms, a disk buffer), which
-# forwards to loadgen's own listener. Prints, for DURATION seconds (default
+# an `iotel` sink per signal, as config/gateway.toml has them: zstd frames,
+# batch.timeout 100ms, a disk buffer each), which forwards to loadgen's own
+# listener. Prints, for DURATION seconds (default
 # 60):
 #   - samples/s and log lines/s acknowledged by the gateway, and what
 #     reached the far end (lost, duplicates);
@@ -39,14 +40,23 @@ address = "127.0.0.1:$API_PORT"
 type = "iotel"
 address = "127.0.0.1:$GW_PORT"
 
-[sinks.upstream]
+[sinks.up_metrics]
 type = "iotel"
-inputs = ["agents"]
+inputs = ["agents.metrics"]
 endpoint = "http://127.0.0.1:$LISTEN_PORT"
-agent_id = "gateway-1"
+agent_id = "gateway-1/metrics"
 compression = "zstd"
 batch = { max_events = 20000, timeout = "100ms" }
 buffer = { type = "disk", max_size = "2GiB" }
+
+[sinks.up_logs]
+type = "iotel"
+inputs = ["agents.logs"]
+endpoint = "http://127.0.0.1:$LISTEN_PORT"
+agent_id = "gateway-1/logs"
+compression = "zstd"
+batch = { max_events = 20000, timeout = "100ms" }
+buffer = { type = "disk", max_size = "1GiB" }
 TOML
 
 "$IOTEL" gateway --config "$WORK/gateway.toml" --data-dir "$WORK/data" \
@@ -86,16 +96,18 @@ gw_peak, gw_steady, gw_cpu = open(f"{work}/gateway.summary").read().split()
 lg_peak, lg_steady, lg_cpu = open(f"{work}/loadgen.summary").read().split()
 q = {}
 for line in open(f"{work}/gateway.metrics"):
-    m = re.match(r'iotel_sink_latency_seconds\{.*quantile="([0-9.]+)".*\} (\S+)', line)
+    m = re.match(r'iotel_sink_latency_seconds\{(.*)\} (\S+)', line)
     if m:
-        q[m.group(1)] = float(m.group(2)) * 1000
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        q.setdefault(labels["component_id"], {})[labels["quantile"]] = float(m.group(2)) * 1000
 e2e = r["end_to_end_latency"] or {}
 print(f"devices: {devices} (10 samples/s + 1 log line/s each), {secs:.1f} s")
 print(f"acked by the gateway: {s['metrics']['acked']/secs:,.0f} samples/s, {s['logs']['acked']/secs:,.0f} log lines/s")
 lost = sum(v["acked"] - (v["received"] - v["duplicates"]) for v in s.values())
 dups = sum(v["duplicates"] for v in s.values())
 print(f"reached the far end: {sum(v['received'] for v in s.values()):,} events, lost {lost}, duplicates {dups}")
-print(f"gateway added latency (iotel_sink_latency_seconds): p50 {q.get('0.5', 0):.0f} ms, p99 {q.get('0.99', 0):.0f} ms")
+for sink, qs in sorted(q.items()):
+    print(f"gateway added latency, sink {sink} (iotel_sink_latency_seconds): p50 {qs.get('0.5', 0):.0f} ms, p99 {qs.get('0.99', 0):.0f} ms")
 if e2e:
     print(f"end to end (loadgen → gateway → loadgen): p50 {e2e['p50_ms']:.0f} ms, p99 {e2e['p99_ms']:.0f} ms, max {e2e['max_ms']:.0f} ms")
 print(f"gateway: CPU {float(gw_cpu):.0f}% of one core, RSS peak {int(gw_peak)/1024:.1f} MiB, steady {int(float(gw_steady))/1024:.1f} MiB")

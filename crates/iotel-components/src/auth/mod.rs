@@ -762,7 +762,9 @@ impl Auth {
     /// # Errors
     /// The refusal (audited).
     pub fn check_agent(&self, who: &Principal, agent_id: &str, peer: &str) -> Result<(), Denied> {
-        if !self.require_batch_signatures || agent_id == who.subject {
+        // A node sending several streams names them `<node>/<stream>`.
+        let node = agent_id.split('/').next().unwrap_or(agent_id);
+        if !self.require_batch_signatures || node == who.subject {
             return Ok(());
         }
         let d = Denied {

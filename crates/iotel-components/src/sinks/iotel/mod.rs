@@ -57,7 +57,10 @@ pub struct Config {
     /// `/iotel/v1/batch`.
     pub endpoint: String,
     /// This agent's name on the wire; the receiver dedups per agent. Default:
-    /// the host name.
+    /// the host name; `{host}` in it is replaced by the host name. A `/`
+    /// suffix names one stream of a node that sends several (a gateway's
+    /// `{host}/metrics` and `{host}/logs` sinks): the node's identity, its
+    /// signing key id, is the part before the `/`.
     #[serde(default)]
     pub agent_id: Option<String>,
     /// `none`, `snappy` (default), `zstd` or `lz4`.
@@ -92,7 +95,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SignConfig {
     /// The Ed25519 private key (PKCS#8 PEM), e.g. the `.signing.key` of
-    /// `iotel certs issue-gateway`; its key id is `agent_id`.
+    /// `iotel certs issue-gateway`; its key id is `agent_id` (the part
+    /// before a `/stream` suffix).
     pub key_file: std::path::PathBuf,
     /// The tenant the gateway writes for (the token's `tenant` claim).
     pub tenant: String,
@@ -257,7 +261,7 @@ impl Config {
         if let Some(sign) = &self.sign {
             let signer = crate::auth::signing::Signer::load(
                 &cx.resolve(&sign.key_file),
-                &sink.protocol.agent_id,
+                node_id(&sink.protocol.agent_id),
                 &sign.issuer,
                 &sign.audience,
                 &sign.tenant,
@@ -271,15 +275,19 @@ impl Config {
 
     fn sink(&self) -> Result<NativeSink, Problem> {
         let endpoint = endpoint(&self.endpoint).map_err(|e| Problem::new("endpoint", e))?;
-        let agent_id = match &self.agent_id {
-            Some(id) => id.clone(),
-            None => host_name().ok_or_else(|| {
+        let host = || {
+            host_name().ok_or_else(|| {
                 Problem::new(
                     "agent_id",
-                    "no host name to default to (read from /proc/sys/kernel/hostname); set \
-                     agent_id",
+                    "no host name to default to or put in {host} (read from \
+                     /proc/sys/kernel/hostname); set agent_id",
                 )
-            })?,
+            })
+        };
+        let agent_id = match &self.agent_id {
+            Some(id) if id.contains("{host}") => id.replace("{host}", &host()?),
+            Some(id) => id.clone(),
+            None => host()?,
         };
         Ok(NativeSink {
             settings: Settings {
@@ -309,6 +317,11 @@ impl Config {
 /// The endpoint URL, with the batch path when none is given.
 fn endpoint(url: &str) -> Result<http::Uri, String> {
     http_util::parse_http_url_with_default_path(url, BATCH_PATH)
+}
+
+/// The node an agent id names: the part before a `/stream` suffix.
+pub(crate) fn node_id(agent_id: &str) -> &str {
+    agent_id.split('/').next().unwrap_or(agent_id)
 }
 
 fn host_name() -> Option<String> {
@@ -391,7 +404,7 @@ impl Protocol for NativeProtocol {
         #[cfg(feature = "auth")]
         let signed = self.signer.as_ref().map(|signer| {
             let now = jiff::Timestamp::now().as_second();
-            let hops = format!("gateway:{}", self.agent_id);
+            let hops = format!("gateway:{}", node_id(&self.agent_id));
             let signature = signer.sign(&body, &hops, now);
             (format!("Bearer {}", signer.token(now)), hops, signature)
         });

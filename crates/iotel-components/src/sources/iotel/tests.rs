@@ -570,7 +570,27 @@ async fn with_signed_batches_required_tampered_unsigned_foreign_and_replayed_bat
         a.body,
         "signed by \"site-1\", but the token is \"site-2\"'s"
     );
-    assert_eq!(r.metrics.errors("bad_batch_signature").get(), 4);
+    // One stream of site 1 (`site-1/metrics`) is site 1's; a stream named
+    // after site 1 by site 2 is not.
+    let stream = frame("site-1/metrics", 1, &logs(0..2));
+    let (a, events) = tokio::join!(
+        post_with(stream.clone(), signed(&site1, &stream, "gateway:site-1")),
+        tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(events.unwrap().unwrap().len(), 2);
+    let a = post_with(stream.clone(), signed(&site2, &stream, "gateway:site-2")).await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            403,
+            "the frame is agent \"site-1/metrics\"'s, but it was signed by \"site-2\""
+        )
+    );
+    let sneaky = frame("site-1x/metrics", 1, &logs(0..2));
+    let a = post_with(sneaky.clone(), signed(&site1, &sneaky, "gateway:site-1")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(r.metrics.errors("bad_batch_signature").get(), 6);
     assert_eq!(r.metrics.errors("unsigned_batch").get(), 1);
     assert!(r.rx.try_recv().is_none());
     r.stop().await;
