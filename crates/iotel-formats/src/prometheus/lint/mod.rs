@@ -1,0 +1,866 @@
+//! A linter for expositions (Prometheus text 0.0.4 and OpenMetrics 1.0):
+//! grammar first, then naming conventions, with a line and column for each
+//! finding, a severity and a stable code.
+//!
+//! # Grammar
+//!
+//! Each line is read by the scrape [`Parser`], which is strict where the
+//! OpenMetrics ABNF is (single spaces, no blank lines, no comments but
+//! `# TYPE`/`# HELP`/`# UNIT`/`# EOF`, metadata before samples, `# EOF`
+//! last) and lenient where Prometheus is for text. On top of it the linter
+//! checks what the parser leaves to its users: in OpenMetrics, sample names
+//! a family's type requires (`foo_total` for a counter `foo`, `_bucket`,
+//! `_count`, `_sum` for a histogram, `_info` for an info), an `le` label on
+//! buckets and families that are not interleaved. Bytes that are not UTF-8
+//! (a binary body) and lines longer than [`MAX_LINE_BYTES`] are grammar
+//! errors too. Grammar errors have [`Severity::Error`].
+//!
+//! # Conventions
+//!
+//! When a family's samples end (at the next family, or at the end), its name
+//! and metadata are checked (`rules.rs`; the rules of `promtool check
+//! metrics` keep its message text), and while samples come: reserved and
+//! camelCase label names, duplicate series and label values of high
+//! cardinality. These have [`Severity::Warning`]. As with promtool, a
+//! family with metadata but no samples is not checked.
+//!
+//! # Bounded memory
+//!
+//! The input is read line by line, whatever its size. What is kept: up to
+//! [`Limits::max_families`] families (their metadata and, per label name, at
+//! most `max_label_values + 1` value hashes), up to
+//! [`Limits::max_series`] series hashes for the duplicate check, and the
+//! first [`Limits::max_findings`] findings (all are counted). Past a limit,
+//! the checks that need it stop for what is new, and one
+//! [`Severity::Note`] says so; the counts stay exact.
+
+mod classes;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use classes::{DEFAULT_FALLBACK, DEFAULT_RULES, SignalClasses, glob_matches};
+pub use rules::{BASE_UNITS, PROMTOOL_CODES};
+
+use super::Format;
+use super::parse::{MAX_LINE_BYTES, Parser};
+use iotel_model::{Metric, MetricType};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The input is not valid in its format.
+    Error,
+    /// Valid, but against a naming or modelling convention.
+    Warning,
+    /// Something about the lint itself, such as a limit reached.
+    Note,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub severity: Severity,
+    /// Stable, for scripts and suppressions: `syntax`, `no-help`, …
+    pub code: &'static str,
+    /// The family it is about, if it is about one.
+    pub family: Option<String>,
+    pub message: String,
+}
+
+/// What is known of a family at the end: its descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyDescriptor {
+    pub name: String,
+    pub description: Option<String>,
+    pub unit: Option<String>,
+    pub kind: MetricType,
+    /// From the signal-class rules.
+    pub class: String,
+    pub series: u64,
+    /// Where the family starts.
+    pub line: usize,
+}
+
+/// Bounds on what the linter keeps (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_families: usize,
+    pub max_series: usize,
+    pub max_findings: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_families: 100_000,
+            max_series: 1_000_000,
+            max_findings: 10_000,
+        }
+    }
+}
+
+/// The default number of distinct values a label may have within a family
+/// before it is flagged as of high cardinality.
+pub const DEFAULT_MAX_LABEL_VALUES: usize = 100;
+
+/// What to check and how.
+#[derive(Debug, Clone)]
+pub struct LintOptions {
+    pub format: Format,
+    /// More distinct values than this for one label of one family is a
+    /// `high-cardinality` finding.
+    pub max_label_values: usize,
+    pub classes: SignalClasses,
+    pub limits: Limits,
+}
+
+impl LintOptions {
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            max_label_values: DEFAULT_MAX_LABEL_VALUES,
+            classes: SignalClasses::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The outcome: findings in line order, descriptors in order of appearance.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Findings past [`Limits::max_findings`], counted but not kept.
+    pub findings_not_kept: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    pub families: Vec<FamilyDescriptor>,
+    pub lines: usize,
+    pub bytes: u64,
+    pub samples: u64,
+}
+
+impl Report {
+    /// 2 if the input is not valid in its format, 1 for convention findings
+    /// only, 0 if clean.
+    pub fn exit_code(&self) -> u8 {
+        if self.errors > 0 {
+            2
+        } else if self.warnings > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+impl Report {
+    /// The report as JSON: `summary`, `findings` and `families` (one
+    /// descriptor per family).
+    pub fn to_json(&self, input: &str) -> serde_json::Value {
+        let findings: Vec<serde_json::Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "file": input,
+                    "line": f.line,
+                    "column": f.column,
+                    "severity": f.severity.as_str(),
+                    "code": f.code,
+                    "family": f.family,
+                    "message": f.message,
+                })
+            })
+            .collect();
+        let families: Vec<serde_json::Value> = self
+            .families
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "description": f.description,
+                    "unit": f.unit,
+                    "type": f.kind.as_str(),
+                    "class": f.class,
+                    "series": f.series,
+                    "line": f.line,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "summary": {
+                "input": input,
+                "exit_code": self.exit_code(),
+                "errors": self.errors,
+                "warnings": self.warnings,
+                "findings_not_kept": self.findings_not_kept,
+                "lines": self.lines,
+                "bytes": self.bytes,
+                "samples": self.samples,
+                "families": self.families.len(),
+            },
+            "findings": findings,
+            "families": families,
+        })
+    }
+}
+
+/// Per label name of a family: hashes of the values seen, up to the limit.
+#[derive(Debug, Default)]
+struct LabelValues {
+    hashes: HashSet<u64>,
+    flagged: bool,
+}
+
+#[derive(Debug)]
+struct FamilyState {
+    name: Arc<str>,
+    /// The first line that names the family, and the column of its name.
+    line: usize,
+    column: usize,
+    declared_type: Option<MetricType>,
+    kind: MetricType,
+    help: Option<String>,
+    unit: Option<String>,
+    series: u64,
+    has_samples: bool,
+    /// Its samples came and another family's followed.
+    ended: bool,
+    checked: bool,
+    labels: HashMap<Arc<str>, LabelValues>,
+}
+
+/// The streaming linter: [`Linter::feed`] chunks cut anywhere, then
+/// [`Linter::finish`].
+pub struct Linter {
+    options: LintOptions,
+    parser: Parser,
+    line: usize,
+    partial: Vec<u8>,
+    discarding_long_line: bool,
+    samples_out: Vec<Metric>,
+    families: HashMap<Arc<str>, FamilyState>,
+    order: Vec<Arc<str>>,
+    families_full: bool,
+    /// The family of the last sample.
+    current: Option<Arc<str>>,
+    series: HashSet<u128>,
+    series_full: bool,
+    hasher: std::collections::hash_map::RandomState,
+    report: Report,
+    /// Lines read since the parser last forgot its families (once past
+    /// the family limit).
+    lines_since_reset: usize,
+}
+
+/// Once past the family limit, the parser forgets its families this often
+/// (in lines), so its memory stays bounded too.
+const PARSER_RESET_LINES: usize = 100_000;
+
+impl std::fmt::Debug for Linter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linter")
+            .field("line", &self.line)
+            .field("families", &self.families.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Linter {
+    pub fn new(options: LintOptions) -> Self {
+        let mut parser = Parser::new(options.format);
+        parser.reset(options.format, 0);
+        Self {
+            options,
+            parser,
+            line: 0,
+            partial: Vec::new(),
+            discarding_long_line: false,
+            samples_out: Vec::with_capacity(1),
+            families: HashMap::new(),
+            order: Vec::new(),
+            families_full: false,
+            current: None,
+            series: HashSet::new(),
+            series_full: false,
+            hasher: std::collections::hash_map::RandomState::new(),
+            report: Report::default(),
+            lines_since_reset: 0,
+        }
+    }
+
+    /// Feeds a chunk of the input, cut anywhere.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.report.bytes += chunk.len() as u64;
+        let mut rest = chunk;
+        while let Some(newline) = memchr_newline(rest) {
+            self.line_part(&rest[..newline], true);
+            rest = &rest[newline + 1..];
+        }
+        if !rest.is_empty() {
+            self.line_part(rest, false);
+        }
+    }
+
+    /// Ends the input: the last line without a newline, the family checks,
+    /// and `# EOF` for OpenMetrics.
+    pub fn finish(mut self) -> Report {
+        if !self.discarding_long_line && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.lint_line(&line);
+        }
+        if self.options.format == Format::OpenMetrics {
+            let mut out = Vec::new();
+            let mut errors = Vec::new();
+            self.parser.finish(&mut out, &mut errors);
+            for e in errors {
+                self.push(
+                    self.line + 1,
+                    1,
+                    Severity::Error,
+                    "missing-eof",
+                    None,
+                    e.message,
+                );
+            }
+        }
+        let names = std::mem::take(&mut self.order);
+        for name in &names {
+            self.check_family(name);
+        }
+        let mut report = std::mem::take(&mut self.report);
+        report.lines = self.line;
+        report.findings.sort_by_key(|f| (f.line, f.column));
+        for name in &names {
+            let Some(f) = self.families.get(name) else {
+                continue;
+            };
+            report.families.push(FamilyDescriptor {
+                name: f.name.to_string(),
+                description: f.help.clone(),
+                unit: f.unit.clone(),
+                kind: f.kind,
+                class: self.options.classes.classify(&f.name).to_string(),
+                series: f.series,
+                line: f.line,
+            });
+        }
+        report
+    }
+
+    /// Records an error about the input as a whole (it could not all be
+    /// read, or was too large), after the last line read.
+    pub fn input_error(&mut self, code: &'static str, message: String) {
+        self.push(self.line + 1, 1, Severity::Error, code, None, message);
+    }
+
+    fn line_part(&mut self, part: &[u8], complete: bool) {
+        if self.discarding_long_line {
+            self.discarding_long_line = !complete;
+            return;
+        }
+        if self.partial.len() + part.len() > MAX_LINE_BYTES {
+            self.line += 1;
+            self.push(
+                self.line,
+                1,
+                Severity::Error,
+                "line-too-long",
+                None,
+                format!("line longer than {MAX_LINE_BYTES} bytes; skipped"),
+            );
+            self.partial.clear();
+            self.discarding_long_line = !complete;
+        } else if !complete {
+            self.partial.extend_from_slice(part);
+        } else if self.partial.is_empty() {
+            self.lint_line(part);
+        } else {
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(part);
+            self.lint_line(&line);
+            line.clear();
+            self.partial = line;
+        }
+    }
+
+    fn lint_line(&mut self, bytes: &[u8]) {
+        self.line += 1;
+        self.lines_since_reset += 1;
+        if self.families_full && self.lines_since_reset >= PARSER_RESET_LINES {
+            // Keeps `# EOF` seen, which a reset would forget, by not
+            // resetting after it: nothing may follow it anyway.
+            self.parser.reset(self.options.format, 0);
+            self.lines_since_reset = 0;
+        }
+        let line = match std::str::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+                let column = valid.chars().count() + 1;
+                self.push(
+                    self.line,
+                    column,
+                    Severity::Error,
+                    "not-utf8",
+                    None,
+                    "invalid UTF-8: the exposition must be UTF-8 text".into(),
+                );
+                return;
+            }
+        };
+        if let Some(at) = line.find('\0') {
+            let column = line[..at].chars().count() + 1;
+            self.push(
+                self.line,
+                column,
+                Severity::Error,
+                "not-text",
+                None,
+                "NUL byte: the exposition must be text".into(),
+            );
+            return;
+        }
+        self.samples_out.clear();
+        if let Err(e) = self.parser.parse_line(line, &mut self.samples_out) {
+            self.push(
+                self.line,
+                e.column,
+                Severity::Error,
+                "syntax",
+                None,
+                e.message,
+            );
+            return;
+        }
+        let trimmed = match self.options.format {
+            Format::Text => line
+                .strip_suffix('\r')
+                .unwrap_or(line)
+                .trim_start_matches([' ', '\t']),
+            Format::OpenMetrics => line,
+        };
+        if trimmed.starts_with('#') {
+            self.metadata_line(line, trimmed);
+            return;
+        }
+        let samples = std::mem::take(&mut self.samples_out);
+        for m in &samples {
+            self.sample(line, m);
+        }
+        self.samples_out = samples;
+    }
+
+    /// A metadata line the parser accepted (`trimmed` starts with `#`).
+    fn metadata_line(&mut self, line: &str, trimmed: &str) {
+        let openmetrics = self.options.format == Format::OpenMetrics;
+        let mut words = trimmed[1..].trim_start_matches([' ', '\t']);
+        let keyword_end = words.find([' ', '\t']).unwrap_or(words.len());
+        let keyword = &words[..keyword_end];
+        if !matches!(keyword, "HELP" | "TYPE" | "UNIT") || (keyword == "UNIT" && !openmetrics) {
+            return;
+        }
+        words = words[keyword_end..].trim_start_matches([' ', '\t']);
+        let name_end = words.find([' ', '\t']).unwrap_or(words.len());
+        let name = &words[..name_end];
+        let rest = words[name_end..]
+            .strip_prefix([' ', '\t'])
+            .unwrap_or(&words[name_end..]);
+        let rest = if openmetrics {
+            rest
+        } else {
+            rest.trim_start_matches([' ', '\t'])
+        };
+        let name_at = line.len() - words.len();
+        let column = line[..name_at].chars().count() + 1;
+        let line_no = self.line;
+        let Some(family) = self.family_mut(name, line_no, column) else {
+            return;
+        };
+        match keyword {
+            "HELP" => family.help = Some(unescape_help(rest)),
+            "TYPE" => {
+                let kind = MetricType::parse(&rest.trim_end().to_ascii_lowercase())
+                    .unwrap_or(MetricType::Unknown);
+                family.declared_type = Some(kind);
+                family.kind = kind;
+            }
+            _ => family.unit = Some(rest.to_string()).filter(|u| !u.is_empty()),
+        }
+    }
+
+    fn sample(&mut self, line: &str, m: &Metric) {
+        self.report.samples += 1;
+        let openmetrics = self.options.format == Format::OpenMetrics;
+        let family_name = m.meta.family.clone();
+        // A family's samples end at the next family's.
+        if self.current.as_deref() != Some(&*family_name) {
+            if let Some(previous) = self.current.take() {
+                if let Some(f) = self.families.get_mut(&previous) {
+                    f.ended = true;
+                }
+                self.check_family(&previous);
+            }
+            self.current = Some(family_name.clone());
+            if let Some(f) = self.families.get(&family_name)
+                && f.ended
+            {
+                let (severity, more) = if openmetrics {
+                    (
+                        Severity::Error,
+                        "OpenMetrics does not allow interleaved families",
+                    )
+                } else {
+                    (Severity::Warning, "keep a family's samples together")
+                };
+                let message = format!(
+                    "samples of {:?} after those of another family: {more}",
+                    &*family_name
+                );
+                self.push(
+                    self.line,
+                    1,
+                    severity,
+                    "interleaved-family",
+                    Some(&family_name),
+                    message,
+                );
+            }
+        }
+        let line_no = self.line;
+        let max_values = self.options.max_label_values;
+        let hasher = self.hasher.clone();
+        let mut label_findings: Vec<(usize, Severity, &'static str, String)> = Vec::new();
+        let Some(family) = self.family_mut(&family_name, line_no, 1) else {
+            self.duplicate_check(line, m);
+            return;
+        };
+        family.has_samples = true;
+        family.series += 1;
+        if family.declared_type.is_none() {
+            family.kind = m.meta.kind;
+        }
+        let kind = family.kind;
+        if openmetrics
+            && *m.name == *family_name
+            && matches!(
+                kind,
+                MetricType::Counter
+                    | MetricType::Histogram
+                    | MetricType::GaugeHistogram
+                    | MetricType::Info
+            )
+        {
+            let expected = match kind {
+                MetricType::Counter => "_total or _created",
+                MetricType::Info => "_info",
+                MetricType::GaugeHistogram => "_bucket, _gcount or _gsum",
+                _ => "_bucket, _count, _sum or _created",
+            };
+            label_findings.push((
+                1,
+                Severity::Error,
+                "sample-suffix",
+                format!(
+                    "a sample of the {} {:?} must be named with {expected} after the family name",
+                    kind.as_str(),
+                    &*family_name
+                ),
+            ));
+        }
+        if openmetrics
+            && matches!(kind, MetricType::Histogram | MetricType::GaugeHistogram)
+            && m.name.ends_with("_bucket")
+            && m.labels.get("le").is_none()
+        {
+            label_findings.push((
+                1,
+                Severity::Error,
+                "missing-le",
+                "a histogram bucket must have an \"le\" label".into(),
+            ));
+        }
+        for label in m.labels.iter() {
+            let values = family.labels.entry(label.name.clone()).or_default();
+            let first = values.hashes.is_empty() && !values.flagged;
+            if first {
+                let column = label_column(line, &label.name);
+                for (code, message) in rules::label_problems(kind, &label.name) {
+                    label_findings.push((column, Severity::Warning, code, message));
+                }
+            }
+            if values.flagged {
+                continue;
+            }
+            values.hashes.insert(hasher.hash_one(&*label.value));
+            if values.hashes.len() > max_values {
+                values.flagged = true;
+                values.hashes = HashSet::new();
+                label_findings.push((
+                    label_column(line, &label.name),
+                    Severity::Warning,
+                    "high-cardinality",
+                    format!(
+                        "label {:?} has more than {max_values} distinct values in this family",
+                        &*label.name
+                    ),
+                ));
+            }
+        }
+        for (column, severity, code, message) in label_findings {
+            self.push(line_no, column, severity, code, Some(&family_name), message);
+        }
+        self.duplicate_check(line, m);
+    }
+
+    fn duplicate_check(&mut self, _line: &str, m: &Metric) {
+        if self.series_full {
+            return;
+        }
+        let mut a = self.hasher.build_hasher();
+        let mut b = std::collections::hash_map::DefaultHasher::new();
+        for h in [&mut a as &mut dyn Hasher, &mut b] {
+            h.write(m.name.as_bytes());
+            for l in m.labels.iter() {
+                h.write_u8(0xff);
+                h.write(l.name.as_bytes());
+                h.write_u8(0xfe);
+                h.write(l.value.as_bytes());
+            }
+        }
+        let key = (u128::from(a.finish()) << 64) | u128::from(b.finish());
+        if !self.series.insert(key) {
+            let message = format!("duplicate series {}", series_text(m));
+            let family = m.meta.family.clone();
+            self.push(
+                self.line,
+                1,
+                Severity::Warning,
+                "duplicate-series",
+                Some(&family),
+                message,
+            );
+        } else if self.series.len() >= self.options.limits.max_series {
+            self.series_full = true;
+            self.push(
+                self.line,
+                1,
+                Severity::Note,
+                "limit",
+                None,
+                format!(
+                    "more than {} series: duplicates of later series are not looked for",
+                    self.options.limits.max_series
+                ),
+            );
+        }
+    }
+
+    /// The state of family `name`, created at `line`/`column` if new;
+    /// `None` past the family limit.
+    fn family_mut(&mut self, name: &str, line: usize, column: usize) -> Option<&mut FamilyState> {
+        if !self.families.contains_key(name) {
+            if self.families.len() >= self.options.limits.max_families {
+                if !self.families_full {
+                    self.families_full = true;
+                    self.push(
+                        line,
+                        column,
+                        Severity::Note,
+                        "limit",
+                        None,
+                        format!(
+                            "more than {} families: later families are checked for grammar only",
+                            self.options.limits.max_families
+                        ),
+                    );
+                }
+                return None;
+            }
+            let name: Arc<str> = Arc::from(name);
+            self.order.push(name.clone());
+            self.families.insert(
+                name.clone(),
+                FamilyState {
+                    name: name.clone(),
+                    line,
+                    column,
+                    declared_type: None,
+                    kind: MetricType::Unknown,
+                    help: None,
+                    unit: None,
+                    series: 0,
+                    has_samples: false,
+                    ended: false,
+                    checked: false,
+                    labels: HashMap::new(),
+                },
+            );
+        }
+        self.families.get_mut(name)
+    }
+
+    /// The name and metadata rules, once per family with samples.
+    fn check_family(&mut self, name: &str) {
+        let openmetrics = self.options.format == Format::OpenMetrics;
+        let Some(f) = self.families.get_mut(name) else {
+            return;
+        };
+        if f.checked || !f.has_samples {
+            return;
+        }
+        f.checked = true;
+        // Label value hashes are no longer needed unless samples return
+        // (then interleaved, and flagged as such).
+        for values in f.labels.values_mut() {
+            values.hashes = HashSet::new();
+        }
+        let facts = rules::FamilyFacts {
+            name,
+            kind: f.kind,
+            openmetrics,
+            has_help: f.help.is_some(),
+            has_type: f.declared_type.is_some(),
+            unit: f.unit.as_deref(),
+        };
+        let problems = rules::family_problems(&facts);
+        let (line, column, family) = (f.line, f.column, f.name.clone());
+        for (code, message) in problems {
+            self.push(
+                line,
+                column,
+                Severity::Warning,
+                code,
+                Some(&family),
+                message,
+            );
+        }
+    }
+
+    fn push(
+        &mut self,
+        line: usize,
+        column: usize,
+        severity: Severity,
+        code: &'static str,
+        family: Option<&str>,
+        message: String,
+    ) {
+        match severity {
+            Severity::Error => self.report.errors += 1,
+            Severity::Warning => self.report.warnings += 1,
+            Severity::Note => {}
+        }
+        if self.report.findings.len() >= self.options.limits.max_findings {
+            self.report.findings_not_kept += 1;
+            return;
+        }
+        self.report.findings.push(Finding {
+            line,
+            column,
+            severity,
+            code,
+            family: family.map(str::to_string),
+            message,
+        });
+    }
+}
+
+/// Lints a whole input at once.
+pub fn lint_bytes(input: &[u8], options: LintOptions) -> Report {
+    let mut linter = Linter::new(options);
+    linter.feed(input);
+    linter.finish()
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// HELP text with `\\` and `\n` decoded (and `\"`, which OpenMetrics
+/// escapes), at most 1 KiB of it kept.
+fn unescape_help(raw: &str) -> String {
+    const MAX_HELP_BYTES: usize = 1024;
+    let mut out = String::with_capacity(raw.len().min(MAX_HELP_BYTES));
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if out.len() >= MAX_HELP_BYTES {
+            out.push('…');
+            break;
+        }
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The column of label `name` in a sample line: where `name` is followed,
+/// after blanks, by `=` inside the label set; 1 if not found.
+fn label_column(line: &str, name: &str) -> usize {
+    let Some(open) = line.find('{') else {
+        return 1;
+    };
+    let b = line.as_bytes();
+    let mut from = open + 1;
+    while let Some(found) = line.get(from..).and_then(|rest| rest.find(name)) {
+        let at = from + found;
+        let before = b[at - 1];
+        let after = line[at + name.len()..].trim_start_matches([' ', '\t']);
+        if matches!(before, b'{' | b',' | b' ' | b'\t') && after.starts_with('=') {
+            return line[..at].chars().count() + 1;
+        }
+        from = at + name.len();
+    }
+    1
+}
+
+/// `name{a="1"}` for a message, cut short if long.
+fn series_text(m: &Metric) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut s = m.name.to_string();
+    if !m.labels.is_empty() {
+        s.push('{');
+        for (i, l) in m.labels.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("{}={:?}", l.name, &*l.value));
+        }
+        s.push('}');
+    }
+    if let Some((cut, _)) = s.char_indices().nth(MAX_CHARS) {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
