@@ -26,13 +26,17 @@
 //!
 //! # Bounded memory
 //!
-//! The input is read line by line, whatever its size. What is kept: up to
-//! [`Limits::max_families`] families (their metadata and, per label name, at
-//! most `max_label_values + 1` value hashes), up to
-//! [`Limits::max_series`] series hashes for the duplicate check, and the
-//! first [`Limits::max_findings`] findings (all are counted). Past a limit,
-//! the checks that need it stop for what is new, and one
-//! [`Severity::Note`] says so; the counts stay exact.
+//! The input is read line by line, whatever its size. What is kept: the
+//! metadata of up to [`Limits::max_families`] families; for the family
+//! whose samples are coming, per label name at most `max_label_values + 1`
+//! value hashes and up to [`Limits::max_series`] series hashes for the
+//! duplicate check (dropped when its samples end: a series repeats only
+//! within its family); and the first [`Limits::max_findings`] findings (all
+//! are counted; notes are always kept). Past a limit, the checks that need it stop for what is
+//! new, and a [`Severity::Note`] says so; the counts stay exact. Past the
+//! family limit the scrape parser forgets its families every
+//! 100,000 lines, so that it stays bounded too: ordering rules (metadata
+//! after samples) then hold within those stretches.
 
 mod classes;
 mod rules;
@@ -94,7 +98,8 @@ pub struct FamilyDescriptor {
     pub kind: MetricType,
     /// From the signal-class rules.
     pub class: String,
-    pub series: u64,
+    /// Samples of the family in the exposition.
+    pub samples: u64,
     /// Where the family starts.
     pub line: usize,
 }
@@ -200,7 +205,7 @@ impl Report {
                     "unit": f.unit,
                     "type": f.kind.as_str(),
                     "class": f.class,
-                    "series": f.series,
+                    "samples": f.samples,
                     "line": f.line,
                 })
             })
@@ -240,12 +245,15 @@ struct FamilyState {
     kind: MetricType,
     help: Option<String>,
     unit: Option<String>,
-    series: u64,
+    samples: u64,
     has_samples: bool,
     /// Its samples came and another family's followed.
     ended: bool,
     checked: bool,
     labels: HashMap<Arc<str>, LabelValues>,
+    /// Hashes of its series while its samples come.
+    series: HashSet<u64>,
+    series_full: bool,
 }
 
 /// The streaming linter: [`Linter::feed`] chunks cut anywhere, then
@@ -262,8 +270,6 @@ pub struct Linter {
     families_full: bool,
     /// The family of the last sample.
     current: Option<Arc<str>>,
-    series: HashSet<u128>,
-    series_full: bool,
     hasher: std::collections::hash_map::RandomState,
     report: Report,
     /// Lines read since the parser last forgot its families (once past
@@ -299,8 +305,6 @@ impl Linter {
             order: Vec::new(),
             families_full: false,
             current: None,
-            series: HashSet::new(),
-            series_full: false,
             hasher: std::collections::hash_map::RandomState::new(),
             report: Report::default(),
             lines_since_reset: 0,
@@ -359,7 +363,7 @@ impl Linter {
                 unit: f.unit.clone(),
                 kind: f.kind,
                 class: self.options.classes.classify(&f.name).to_string(),
-                series: f.series,
+                samples: f.samples,
                 line: f.line,
             });
         }
@@ -550,11 +554,10 @@ impl Linter {
         let hasher = self.hasher.clone();
         let mut label_findings: Vec<(usize, Severity, &'static str, String)> = Vec::new();
         let Some(family) = self.family_mut(&family_name, line_no, 1) else {
-            self.duplicate_check(line, m);
             return;
         };
         family.has_samples = true;
-        family.series += 1;
+        family.samples += 1;
         if family.declared_type.is_none() {
             family.kind = m.meta.kind;
         }
@@ -628,28 +631,33 @@ impl Linter {
         for (column, severity, code, message) in label_findings {
             self.push(line_no, column, severity, code, Some(&family_name), message);
         }
-        self.duplicate_check(line, m);
+        self.duplicate_check(m);
     }
 
-    fn duplicate_check(&mut self, _line: &str, m: &Metric) {
-        if self.series_full {
+    /// Looks for `m`'s series among its family's: a series repeats only
+    /// within its family (its name is part of it), so the hashes a family
+    /// kept are dropped when its samples end.
+    fn duplicate_check(&mut self, m: &Metric) {
+        let mut h = self.hasher.build_hasher();
+        h.write(m.name.as_bytes());
+        for l in m.labels.iter() {
+            h.write_u8(0xff);
+            h.write(l.name.as_bytes());
+            h.write_u8(0xfe);
+            h.write(l.value.as_bytes());
+        }
+        let key = h.finish();
+        let max_series = self.options.limits.max_series;
+        let family_name = &m.meta.family;
+        let Some(family) = self.families.get_mut(family_name) else {
+            return;
+        };
+        if family.series_full {
             return;
         }
-        let mut a = self.hasher.build_hasher();
-        let mut b = std::collections::hash_map::DefaultHasher::new();
-        for h in [&mut a as &mut dyn Hasher, &mut b] {
-            h.write(m.name.as_bytes());
-            for l in m.labels.iter() {
-                h.write_u8(0xff);
-                h.write(l.name.as_bytes());
-                h.write_u8(0xfe);
-                h.write(l.value.as_bytes());
-            }
-        }
-        let key = (u128::from(a.finish()) << 64) | u128::from(b.finish());
-        if !self.series.insert(key) {
+        if !family.series.insert(key) {
             let message = format!("duplicate series {}", series_text(m));
-            let family = m.meta.family.clone();
+            let family = family_name.clone();
             self.push(
                 self.line,
                 1,
@@ -658,17 +666,19 @@ impl Linter {
                 Some(&family),
                 message,
             );
-        } else if self.series.len() >= self.options.limits.max_series {
-            self.series_full = true;
+        } else if family.series.len() >= max_series {
+            family.series_full = true;
+            family.series = HashSet::new();
+            let family = family_name.clone();
             self.push(
                 self.line,
                 1,
                 Severity::Note,
                 "limit",
-                None,
+                Some(&family),
                 format!(
-                    "more than {} series: duplicates of later series are not looked for",
-                    self.options.limits.max_series
+                    "more than {max_series} series in family {:?}: duplicates of its later series are not looked for",
+                    &*family
                 ),
             );
         }
@@ -707,11 +717,13 @@ impl Linter {
                     kind: MetricType::Unknown,
                     help: None,
                     unit: None,
-                    series: 0,
+                    samples: 0,
                     has_samples: false,
                     ended: false,
                     checked: false,
                     labels: HashMap::new(),
+                    series: HashSet::new(),
+                    series_full: false,
                 },
             );
         }
@@ -733,6 +745,7 @@ impl Linter {
         for values in f.labels.values_mut() {
             values.hashes = HashSet::new();
         }
+        f.series = HashSet::new();
         let facts = rules::FamilyFacts {
             name,
             kind: f.kind,
@@ -769,7 +782,11 @@ impl Linter {
             Severity::Warning => self.report.warnings += 1,
             Severity::Note => {}
         }
-        if self.report.findings.len() >= self.options.limits.max_findings {
+        // Notes are few (one per limit and family at most) and say why
+        // findings may be missing: always kept.
+        if severity != Severity::Note
+            && self.report.findings.len() >= self.options.limits.max_findings
+        {
             self.report.findings_not_kept += 1;
             return;
         }
