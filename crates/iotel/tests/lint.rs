@@ -243,6 +243,26 @@ fn findings_agree_with_promtool_on_every_rule_for_every_type() {
 }
 
 #[test]
+fn findings_agree_with_promtool_on_what_text_allows() {
+    for good in [
+        "# HELP foo x\n# TYPE foo counter\nfoo_total 1\n",
+        "# TYPE foo COUNTER\nfoo_total 1\n",
+        "foo 1\n# HELP foo x\n",
+        "foo{a=\"1\",} 1\n",
+        "foo{ a = \"1\" } 1\n",
+        "foo{a=\"1\"}1\n",
+        "foo 1e3\nbar Inf\nbaz -inf\nq nan\n",
+        "  # HELP foo x\nfoo 1\n",
+        "#HELP foo x\nfoo 1\n",
+        "foo\t1\n",
+        "# HELP foo x \nfoo{a=\"\\\\ \\n \\\"\"} 1 123\n",
+        "",
+    ] {
+        assert_agrees_with_promtool(good, good.as_bytes());
+    }
+}
+
+#[test]
 fn grammar_errors_agree_with_promtool_on_what_is_not_valid() {
     for bad in [
         "foo{a=\"1\" 2\n",
@@ -252,6 +272,15 @@ fn grammar_errors_agree_with_promtool_on_what_is_not_valid() {
         "foo bar\n",
         "9foo 1\n",
         "# TYPE foo blah\n",
+        "# TYPE foo info\nfoo 1\n",
+        "# TYPE foo gauge \nfoo 1\n",
+        "foo 1 \n",
+        "foo 1\r\n",
+        "foo{a=\"x\\ay\"} 1\n",
+        "# HELP foo a\\\"b\nfoo 1\n",
+        "# HELP foo a\\tb\nfoo 1\n",
+        "foo 0x1F\n",
+        "foo 1.5 1.5\n",
     ] {
         assert_agrees_with_promtool(bad, bad.as_bytes());
     }

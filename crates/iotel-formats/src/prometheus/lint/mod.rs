@@ -39,6 +39,7 @@
 //! after samples) then hold within those stretches.
 
 mod classes;
+mod lines;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,7 @@ pub use rules::{BASE_UNITS, PROMTOOL_CODES};
 use super::Format;
 use super::parse::{MAX_LINE_BYTES, Parser};
 use iotel_model::{Metric, MetricType};
+use lines::{column_of, label_column, series_text, unescape_help};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -455,6 +457,15 @@ impl Linter {
             );
             return;
         }
+        let fault = match self.options.format {
+            Format::Text => lines::text_line_fault(line),
+            Format::OpenMetrics => None,
+        }
+        .or_else(|| lines::label_value_escapes(line));
+        if let Some((at, message)) = fault {
+            let column = column_of(line, at);
+            self.push(self.line, column, Severity::Error, "syntax", None, message);
+        }
         let trimmed = match self.options.format {
             Format::Text => line
                 .strip_suffix('\r')
@@ -496,6 +507,13 @@ impl Linter {
         let name_at = line.len() - words.len();
         let column = line[..name_at].chars().count() + 1;
         let line_no = self.line;
+        if keyword == "HELP"
+            && let Some((at, message)) =
+                lines::help_escapes(rest, line.len() - rest.len(), openmetrics)
+        {
+            let column = column_of(line, at);
+            self.push(line_no, column, Severity::Error, "syntax", None, message);
+        }
         let Some(family) = self.family_mut(name, line_no, column) else {
             return;
         };
@@ -514,7 +532,17 @@ impl Linter {
     fn sample(&mut self, line: &str, m: &Metric) {
         self.report.samples += 1;
         let openmetrics = self.options.format == Format::OpenMetrics;
-        let family_name = m.meta.family.clone();
+        // Text format: a counter's family is named as its samples are
+        // (`# TYPE foo_total counter`), as Prometheus' text parser reads
+        // it; a sample `foo_total` under `# TYPE foo counter` is a family
+        // of its own, untyped.
+        let own_family =
+            !openmetrics && m.meta.kind == MetricType::Counter && m.name != m.meta.family;
+        let family_name = if own_family {
+            m.name.clone()
+        } else {
+            m.meta.family.clone()
+        };
         // A family's samples end at the next family's.
         if self.current.as_deref() != Some(&*family_name) {
             if let Some(previous) = self.current.take() {
@@ -559,7 +587,11 @@ impl Linter {
         family.has_samples = true;
         family.samples += 1;
         if family.declared_type.is_none() {
-            family.kind = m.meta.kind;
+            family.kind = if own_family {
+                MetricType::Unknown
+            } else {
+                m.meta.kind
+            };
         }
         let kind = family.kind;
         if openmetrics
@@ -631,13 +663,13 @@ impl Linter {
         for (column, severity, code, message) in label_findings {
             self.push(line_no, column, severity, code, Some(&family_name), message);
         }
-        self.duplicate_check(m);
+        self.duplicate_check(m, &family_name);
     }
 
     /// Looks for `m`'s series among its family's: a series repeats only
     /// within its family (its name is part of it), so the hashes a family
     /// kept are dropped when its samples end.
-    fn duplicate_check(&mut self, m: &Metric) {
+    fn duplicate_check(&mut self, m: &Metric, family_name: &Arc<str>) {
         let mut h = self.hasher.build_hasher();
         h.write(m.name.as_bytes());
         for l in m.labels.iter() {
@@ -648,7 +680,6 @@ impl Linter {
         }
         let key = h.finish();
         let max_series = self.options.limits.max_series;
-        let family_name = &m.meta.family;
         let Some(family) = self.families.get_mut(family_name) else {
             return;
         };
@@ -810,74 +841,4 @@ pub fn lint_bytes(input: &[u8], options: LintOptions) -> Report {
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
-}
-
-/// HELP text with `\\` and `\n` decoded (and `\"`, which OpenMetrics
-/// escapes), at most 1 KiB of it kept.
-fn unescape_help(raw: &str) -> String {
-    const MAX_HELP_BYTES: usize = 1024;
-    let mut out = String::with_capacity(raw.len().min(MAX_HELP_BYTES));
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if out.len() >= MAX_HELP_BYTES {
-            out.push('…');
-            break;
-        }
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('\\') => out.push('\\'),
-            Some('"') => out.push('"'),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
-}
-
-/// The column of label `name` in a sample line: where `name` is followed,
-/// after blanks, by `=` inside the label set; 1 if not found.
-fn label_column(line: &str, name: &str) -> usize {
-    let Some(open) = line.find('{') else {
-        return 1;
-    };
-    let b = line.as_bytes();
-    let mut from = open + 1;
-    while let Some(found) = line.get(from..).and_then(|rest| rest.find(name)) {
-        let at = from + found;
-        let before = b[at - 1];
-        let after = line[at + name.len()..].trim_start_matches([' ', '\t']);
-        if matches!(before, b'{' | b',' | b' ' | b'\t') && after.starts_with('=') {
-            return line[..at].chars().count() + 1;
-        }
-        from = at + name.len();
-    }
-    1
-}
-
-/// `name{a="1"}` for a message, cut short if long.
-fn series_text(m: &Metric) -> String {
-    const MAX_CHARS: usize = 200;
-    let mut s = m.name.to_string();
-    if !m.labels.is_empty() {
-        s.push('{');
-        for (i, l) in m.labels.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&format!("{}={:?}", l.name, &*l.value));
-        }
-        s.push('}');
-    }
-    if let Some((cut, _)) = s.char_indices().nth(MAX_CHARS) {
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }

@@ -623,3 +623,100 @@ proptest! {
         prop_assert_eq!(whole.exit_code(), expected);
     }
 }
+
+#[test]
+fn escapes_the_formats_do_not_have_are_grammar_errors() {
+    let input = lines(&[
+        "# HELP a x \\\"y\\\"",
+        "# TYPE a gauge",
+        "a{b=\"x\\ay\"} 1",
+        "a{b=\"ok \\\\ \\\" \\n\"} 2",
+    ]);
+    let s = |m: &str| m.to_string();
+    assert_eq!(
+        findings(&lint(Format::Text, &input)),
+        vec![
+            (
+                1,
+                12,
+                "syntax",
+                s("invalid escape sequence '\\\"' in HELP: only \\\\ and \\n are allowed")
+            ),
+            (
+                3,
+                7,
+                "syntax",
+                s(
+                    "invalid escape sequence '\\a' in a label value: only \\\\, \\\" and \\n are allowed"
+                )
+            ),
+        ]
+    );
+    let mut om: Vec<&str> = input.lines().collect();
+    om.push("# EOF");
+    // OpenMetrics allows `\"` in HELP.
+    assert_eq!(
+        codes(&lint(Format::OpenMetrics, &lines(&om))),
+        vec![(3, "syntax")]
+    );
+}
+
+#[test]
+fn text_lines_with_what_prometheus_text_parser_rejects_are_grammar_errors() {
+    let input =
+        "# HELP a x\n# TYPE a gauge \na 1 \na{b=\"1\"} 2\r\n# TYPE i info\n# HELP i x\ni 1\n";
+    let s = |m: &str| m.to_string();
+    assert_eq!(
+        findings(&lint(Format::Text, input)),
+        vec![
+            (
+                2,
+                15,
+                "syntax",
+                s("blanks after the metric type: not allowed in text format")
+            ),
+            (
+                3,
+                4,
+                "syntax",
+                s("blanks after the sample's value or timestamp: not allowed in text format")
+            ),
+            (
+                4,
+                11,
+                "syntax",
+                s("carriage return before the newline: text format lines end with \\n")
+            ),
+            (
+                5,
+                10,
+                "syntax",
+                s(
+                    "unknown metric type \"info\" in text format 0.0.4: expected counter, gauge, histogram, summary or untyped"
+                )
+            ),
+        ]
+    );
+}
+
+#[test]
+fn in_text_a_counter_sample_named_apart_from_its_type_line_is_a_family_of_its_own() {
+    // As Prometheus' text parser reads it: `foo` has no samples, and
+    // `foo_total` has neither HELP nor TYPE.
+    let input = lines(&["# HELP foo x", "# TYPE foo counter", "foo_total 1"]);
+    let report = lint(Format::Text, &input);
+    assert_eq!(
+        findings(&report),
+        vec![
+            (3, 1, "no-help", "no help text".to_string()),
+            (
+                3,
+                1,
+                "no-type",
+                "no TYPE line; the family is untyped".to_string()
+            ),
+        ]
+    );
+    assert_eq!(report.families[1].name, "foo_total");
+    assert_eq!(report.families[1].kind, MetricType::Unknown);
+}
