@@ -324,7 +324,8 @@ fn lint_url(args: &LintMetricsArgs) -> Result<Report, String> {
     runtime.block_on(lint_url_async(args))
 }
 
-/// How long a URL may take to answer with its headers.
+/// How long a URL may take to answer with its headers, and at most between
+/// two parts of its body.
 const URL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn lint_url_async(args: &LintMetricsArgs) -> Result<Report, String> {
@@ -361,7 +362,17 @@ async fn lint_url_async(args: &LintMetricsArgs) -> Result<Report, String> {
     let mut body = response.into_body();
     let mut read: u64 = 0;
     loop {
-        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        let Ok(frame) = tokio::time::timeout(URL_TIMEOUT, next).await else {
+            linter.input_error(
+                "read-error",
+                format!(
+                    "the body stalled: nothing for {}s; the rest is not read",
+                    URL_TIMEOUT.as_secs()
+                ),
+            );
+            break;
+        };
         match frame {
             None => break,
             Some(Ok(frame)) => {
