@@ -11,6 +11,8 @@ pub(super) type Fault = (usize, String);
 /// The escapes a quoted label value may have: `\\`, `\"` and `\n` (in both
 /// formats).
 pub(super) fn label_value_escapes(line: &str) -> Option<Fault> {
+    // Most lines have no escapes: one fast search instead of a scan.
+    line.find('\\')?;
     let b = line.as_bytes();
     let mut in_quotes = false;
     let mut i = 0;

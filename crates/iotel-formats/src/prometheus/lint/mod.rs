@@ -124,6 +124,9 @@ impl Default for Limits {
     }
 }
 
+/// The most label names a family's checks keep track of.
+const MAX_LABEL_NAMES: usize = 1024;
+
 /// The default number of distinct values a label may have within a family
 /// before it is flagged as of high cardinality.
 pub const DEFAULT_MAX_LABEL_VALUES: usize = 100;
@@ -230,10 +233,35 @@ impl Report {
     }
 }
 
+/// A set of hashes that are already random (seeded SipHash), so they are
+/// their own hash: no second hashing on insert and on growth.
+type HashSet64 = HashSet<u64, std::hash::BuildHasherDefault<Identity>>;
+
+/// The hasher of [`HashSet64`]: a `u64` is its own hash.
+#[derive(Debug, Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed; anything else is folded in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Per label name of a family: hashes of the values seen, up to the limit.
 #[derive(Debug, Default)]
 struct LabelValues {
-    hashes: HashSet<u64>,
+    hashes: HashSet64,
     flagged: bool,
 }
 
@@ -252,9 +280,11 @@ struct FamilyState {
     /// Its samples came and another family's followed.
     ended: bool,
     checked: bool,
-    labels: HashMap<Arc<str>, LabelValues>,
+    /// Per label name, in order of appearance (a family has few).
+    labels: Vec<(Arc<str>, LabelValues)>,
+    labels_full: bool,
     /// Hashes of its series while its samples come.
-    series: HashSet<u64>,
+    series: HashSet64,
     series_full: bool,
 }
 
@@ -267,11 +297,13 @@ pub struct Linter {
     partial: Vec<u8>,
     discarding_long_line: bool,
     samples_out: Vec<Metric>,
-    families: HashMap<Arc<str>, FamilyState>,
-    order: Vec<Arc<str>>,
+    /// Where each family is in `states`.
+    families: HashMap<Arc<str>, usize>,
+    /// In order of appearance.
+    states: Vec<FamilyState>,
     families_full: bool,
-    /// The family of the last sample.
-    current: Option<Arc<str>>,
+    /// The family of the last sample, and its state unless past the limit.
+    current: Option<(Arc<str>, Option<usize>)>,
     hasher: std::collections::hash_map::RandomState,
     report: Report,
     /// Lines read since the parser last forgot its families (once past
@@ -304,7 +336,7 @@ impl Linter {
             discarding_long_line: false,
             samples_out: Vec::with_capacity(1),
             families: HashMap::new(),
-            order: Vec::new(),
+            states: Vec::new(),
             families_full: false,
             current: None,
             hasher: std::collections::hash_map::RandomState::new(),
@@ -348,17 +380,13 @@ impl Linter {
                 );
             }
         }
-        let names = std::mem::take(&mut self.order);
-        for name in &names {
-            self.check_family(name);
+        for index in 0..self.states.len() {
+            self.check_family(index);
         }
         let mut report = std::mem::take(&mut self.report);
         report.lines = self.line;
         report.findings.sort_by_key(|f| (f.line, f.column));
-        for name in &names {
-            let Some(f) = self.families.get(name) else {
-                continue;
-            };
+        for f in &self.states {
             report.families.push(FamilyDescriptor {
                 name: f.name.to_string(),
                 description: f.help.clone(),
@@ -514,9 +542,10 @@ impl Linter {
             let column = column_of(line, at);
             self.push(line_no, column, Severity::Error, "syntax", None, message);
         }
-        let Some(family) = self.family_mut(name, line_no, column) else {
+        let Some(index) = self.family_index(name, line_no, column) else {
             return;
         };
+        let family = &mut self.states[index];
         match keyword {
             "HELP" => family.help = Some(unescape_help(rest)),
             "TYPE" => {
@@ -544,16 +573,18 @@ impl Linter {
             m.meta.family.clone()
         };
         // A family's samples end at the next family's.
-        if self.current.as_deref() != Some(&*family_name) {
-            if let Some(previous) = self.current.take() {
-                if let Some(f) = self.families.get_mut(&previous) {
-                    f.ended = true;
-                }
-                self.check_family(&previous);
+        let same = matches!(&self.current, Some((name, _))
+            if Arc::ptr_eq(name, &family_name) || **name == *family_name);
+        let index = if same {
+            self.current.as_ref().and_then(|(_, index)| *index)
+        } else {
+            if let Some((_, Some(previous))) = self.current.take() {
+                self.states[previous].ended = true;
+                self.check_family(previous);
             }
-            self.current = Some(family_name.clone());
-            if let Some(f) = self.families.get(&family_name)
-                && f.ended
+            let index = self.family_index(&family_name, self.line, 1);
+            if let Some(i) = index
+                && self.states[i].ended
             {
                 let (severity, more) = if openmetrics {
                     (
@@ -576,14 +607,17 @@ impl Linter {
                     message,
                 );
             }
-        }
+            self.current = Some((family_name.clone(), index));
+            index
+        };
+        let Some(index) = index else {
+            return;
+        };
         let line_no = self.line;
         let max_values = self.options.max_label_values;
         let hasher = self.hasher.clone();
         let mut label_findings: Vec<(usize, Severity, &'static str, String)> = Vec::new();
-        let Some(family) = self.family_mut(&family_name, line_no, 1) else {
-            return;
-        };
+        let family = &mut self.states[index];
         family.has_samples = true;
         family.samples += 1;
         if family.declared_type.is_none() {
@@ -634,8 +668,35 @@ impl Linter {
             ));
         }
         for label in m.labels.iter() {
-            let values = family.labels.entry(label.name.clone()).or_default();
-            let first = values.hashes.is_empty() && !values.flagged;
+            let known = family
+                .labels
+                .iter()
+                .position(|(n, _)| Arc::ptr_eq(n, &label.name) || **n == *label.name);
+            let at = match known {
+                Some(at) => at,
+                None if family.labels.len() >= MAX_LABEL_NAMES => {
+                    if !family.labels_full {
+                        family.labels_full = true;
+                        label_findings.push((
+                            1,
+                            Severity::Note,
+                            "limit",
+                            format!(
+                                "more than {MAX_LABEL_NAMES} label names in this family: later ones are not checked"
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                None => {
+                    family
+                        .labels
+                        .push((label.name.clone(), LabelValues::default()));
+                    family.labels.len() - 1
+                }
+            };
+            let values = &mut family.labels[at].1;
+            let first = known.is_none();
             if first {
                 let column = label_column(line, &label.name);
                 for (code, message) in rules::label_problems(kind, &label.name) {
@@ -648,7 +709,7 @@ impl Linter {
             values.hashes.insert(hasher.hash_one(&*label.value));
             if values.hashes.len() > max_values {
                 values.flagged = true;
-                values.hashes = HashSet::new();
+                values.hashes = HashSet64::default();
                 label_findings.push((
                     label_column(line, &label.name),
                     Severity::Warning,
@@ -663,13 +724,13 @@ impl Linter {
         for (column, severity, code, message) in label_findings {
             self.push(line_no, column, severity, code, Some(&family_name), message);
         }
-        self.duplicate_check(m, &family_name);
+        self.duplicate_check(m, index);
     }
 
     /// Looks for `m`'s series among its family's: a series repeats only
     /// within its family (its name is part of it), so the hashes a family
     /// kept are dropped when its samples end.
-    fn duplicate_check(&mut self, m: &Metric, family_name: &Arc<str>) {
+    fn duplicate_check(&mut self, m: &Metric, index: usize) {
         let mut h = self.hasher.build_hasher();
         h.write(m.name.as_bytes());
         for l in m.labels.iter() {
@@ -680,15 +741,13 @@ impl Linter {
         }
         let key = h.finish();
         let max_series = self.options.limits.max_series;
-        let Some(family) = self.families.get_mut(family_name) else {
-            return;
-        };
+        let family = &mut self.states[index];
         if family.series_full {
             return;
         }
         if !family.series.insert(key) {
             let message = format!("duplicate series {}", series_text(m));
-            let family = family_name.clone();
+            let family = family.name.clone();
             self.push(
                 self.line,
                 1,
@@ -699,8 +758,8 @@ impl Linter {
             );
         } else if family.series.len() >= max_series {
             family.series_full = true;
-            family.series = HashSet::new();
-            let family = family_name.clone();
+            family.series = HashSet64::default();
+            let family = family.name.clone();
             self.push(
                 self.line,
                 1,
@@ -715,70 +774,68 @@ impl Linter {
         }
     }
 
-    /// The state of family `name`, created at `line`/`column` if new;
-    /// `None` past the family limit.
-    fn family_mut(&mut self, name: &str, line: usize, column: usize) -> Option<&mut FamilyState> {
-        if !self.families.contains_key(name) {
-            if self.families.len() >= self.options.limits.max_families {
-                if !self.families_full {
-                    self.families_full = true;
-                    self.push(
-                        line,
-                        column,
-                        Severity::Note,
-                        "limit",
-                        None,
-                        format!(
-                            "more than {} families: later families are checked for grammar only",
-                            self.options.limits.max_families
-                        ),
-                    );
-                }
-                return None;
-            }
-            let name: Arc<str> = Arc::from(name);
-            self.order.push(name.clone());
-            self.families.insert(
-                name.clone(),
-                FamilyState {
-                    name: name.clone(),
+    /// Where the state of family `name` is, created at `line`/`column` if
+    /// new; `None` past the family limit.
+    fn family_index(&mut self, name: &str, line: usize, column: usize) -> Option<usize> {
+        if let Some(&index) = self.families.get(name) {
+            return Some(index);
+        }
+        if self.states.len() >= self.options.limits.max_families {
+            if !self.families_full {
+                self.families_full = true;
+                self.push(
                     line,
                     column,
-                    declared_type: None,
-                    kind: MetricType::Unknown,
-                    help: None,
-                    unit: None,
-                    samples: 0,
-                    has_samples: false,
-                    ended: false,
-                    checked: false,
-                    labels: HashMap::new(),
-                    series: HashSet::new(),
-                    series_full: false,
-                },
-            );
+                    Severity::Note,
+                    "limit",
+                    None,
+                    format!(
+                        "more than {} families: later families are checked for grammar only",
+                        self.options.limits.max_families
+                    ),
+                );
+            }
+            return None;
         }
-        self.families.get_mut(name)
+        let name: Arc<str> = Arc::from(name);
+        let index = self.states.len();
+        self.families.insert(name.clone(), index);
+        self.states.push(FamilyState {
+            name,
+            line,
+            column,
+            declared_type: None,
+            kind: MetricType::Unknown,
+            help: None,
+            unit: None,
+            samples: 0,
+            has_samples: false,
+            ended: false,
+            checked: false,
+            labels: Vec::new(),
+            labels_full: false,
+            series: HashSet64::default(),
+            series_full: false,
+        });
+        Some(index)
     }
 
     /// The name and metadata rules, once per family with samples.
-    fn check_family(&mut self, name: &str) {
+    fn check_family(&mut self, index: usize) {
         let openmetrics = self.options.format == Format::OpenMetrics;
-        let Some(f) = self.families.get_mut(name) else {
-            return;
-        };
+        let f = &mut self.states[index];
         if f.checked || !f.has_samples {
             return;
         }
         f.checked = true;
         // Label value hashes are no longer needed unless samples return
         // (then interleaved, and flagged as such).
-        for values in f.labels.values_mut() {
-            values.hashes = HashSet::new();
+        for (_, values) in &mut f.labels {
+            values.hashes = HashSet64::default();
         }
-        f.series = HashSet::new();
+        f.series = HashSet64::default();
         let facts = rules::FamilyFacts {
-            name,
+            name: &f.name,
             kind: f.kind,
             openmetrics,
             has_help: f.help.is_some(),
