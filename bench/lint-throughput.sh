@@ -2,7 +2,9 @@
 # `iotel lint metrics` throughput: generates a large exposition (text 0.0.4
 # by default, or OpenMetrics) of gauge, counter and histogram families with
 # device labels, lints it from a file and from stdin, and reports MB/s and
-# peak RSS (from /usr/bin/time -v).
+# peak RSS (from /usr/bin/time -v). MB are 10^6 bytes; "MB per
+# cpu-second" (user + system) is the figure that does not depend on what
+# else the machine is doing.
 #
 #   bash bench/lint-throughput.sh [SIZE_MB] [prometheus|openmetrics]   (default 100 prometheus)
 #
@@ -84,7 +86,7 @@ wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")
 secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))
 rss = int(field("Maximum resident set size (kbytes)"))
 cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
-print(f"{label:<8} {secs:7.2f} s  {b / 1e6 / secs:7.1f} MB/s  cpu {cpu:6.2f} s  peak RSS {rss / 1024:6.1f} MiB  exit {code}")
+print(f"{label:<6} {secs:6.2f} s  {b / 1e6 / secs:6.1f} MB/s  cpu {cpu:6.2f} s ({b / 1e6 / cpu:6.1f} MB per cpu-second)  peak RSS {rss / 1024:6.1f} MiB  exit {code}")
 PY
   tail -1 "$WORK/err"
 }

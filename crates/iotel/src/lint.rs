@@ -141,7 +141,12 @@ fn display_name(input: &str) -> &str {
 fn print_report(args: &LintMetricsArgs, report: &Report) {
     let name = display_name(&args.input);
     match args.format {
-        OutputFormat::Json => println!("{}", report.to_json(name)),
+        OutputFormat::Json => {
+            // Not `println!`: a reader that goes away (`| head`) is no panic.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", report.to_json(name));
+        }
         OutputFormat::Text => {
             use std::io::Write;
             let stdout = std::io::stdout();
@@ -185,29 +190,30 @@ fn print_report(args: &LintMetricsArgs, report: &Report) {
     }
 }
 
-fn options(args: &LintMetricsArgs, format: Format) -> Result<LintOptions, String> {
+fn options(args: &LintMetricsArgs, classes: &SignalClasses, format: Format) -> LintOptions {
     let mut options = LintOptions::new(format);
     options.max_label_values = args.max_label_values;
-    if let Some(path) = &args.rules {
-        options.classes = load_rules(path)?;
-    }
-    Ok(options)
+    options.classes = classes.clone();
+    options
 }
 
 fn lint_metrics(args: &LintMetricsArgs) -> Result<Report, String> {
     // Rules are read first so that a bad rules file fails before any input.
-    let _ = options(args, Format::Text)?;
+    let classes = match &args.rules {
+        Some(path) => load_rules(path)?,
+        None => SignalClasses::default(),
+    };
     if args.input.starts_with("http://") || args.input.starts_with("https://") {
-        return lint_url(args);
+        return lint_url(args, &classes);
     }
     if args.input == "-" {
         let stdin = std::io::stdin();
-        return lint_reader(args, stdin.lock(), None);
+        return lint_reader(args, &classes, stdin.lock(), None);
     }
     let path = Path::new(&args.input);
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open the input: {e}"))?;
     let tail_says_openmetrics = args.input_format == InputFormat::Auto && file_ends_with_eof(path);
-    lint_reader(args, file, Some(tail_says_openmetrics))
+    lint_reader(args, &classes, file, Some(tail_says_openmetrics))
 }
 
 /// Whether a file's last line is `# EOF`.
@@ -248,6 +254,7 @@ fn sniff(start: &[u8], whole: bool, tail_says_openmetrics: bool) -> Format {
 
 fn lint_reader(
     args: &LintMetricsArgs,
+    classes: &SignalClasses,
     mut reader: impl Read,
     tail_says_openmetrics: Option<bool>,
 ) -> Result<Report, String> {
@@ -272,7 +279,7 @@ fn lint_reader(
         InputFormat::Prometheus => Format::Text,
         InputFormat::Auto => sniff(&first, whole, tail_says_openmetrics.unwrap_or(false)),
     };
-    let mut linter = Linter::new(options(args, format)?);
+    let mut linter = Linter::new(options(args, classes, format));
     let mut read: u64 = 0;
     if !feed_limited(&mut linter, &first, &mut read, args.max_bytes) || whole {
         return Ok(linter.finish());
@@ -316,19 +323,19 @@ fn feed_limited(linter: &mut Linter, chunk: &[u8], read: &mut u64, max: u64) -> 
     true
 }
 
-fn lint_url(args: &LintMetricsArgs) -> Result<Report, String> {
+fn lint_url(args: &LintMetricsArgs, classes: &SignalClasses) -> Result<Report, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(lint_url_async(args))
+    runtime.block_on(lint_url_async(args, classes))
 }
 
 /// How long a URL may take to answer with its headers, and at most between
 /// two parts of its body.
 const URL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn lint_url_async(args: &LintMetricsArgs) -> Result<Report, String> {
+async fn lint_url_async(args: &LintMetricsArgs, classes: &SignalClasses) -> Result<Report, String> {
     use hyper::body::Body as _;
     use iotel_components::http_util;
     let uri = http_util::parse_http_url(&args.input)?;
@@ -358,7 +365,7 @@ async fn lint_url_async(args: &LintMetricsArgs) -> Result<Report, String> {
         InputFormat::Prometheus => Format::Text,
         InputFormat::Auto => Format::from_content_type(content_type),
     };
-    let mut linter = Linter::new(options(args, format)?);
+    let mut linter = Linter::new(options(args, classes, format));
     let mut body = response.into_body();
     let mut read: u64 = 0;
     loop {
