@@ -345,6 +345,18 @@ fn json_output_describes_each_family_with_classes_from_the_rules_file() {
 }
 
 #[test]
+fn max_label_values_sets_the_high_cardinality_threshold_but_buckets_and_quantiles_are_shape() {
+    let (code, out, _) = lint(&["--max-label-values", "1", "clean.prom"], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "clean.prom:7:40: high-cardinality: label \"sensor\" has more than 1 distinct values in this family\n"
+        )
+    );
+}
+
+#[test]
 fn auto_reads_openmetrics_from_a_file_that_ends_with_eof() {
     // As text, `bad.om` has no grammar errors, only conventions.
     let (code, _, _) = lint(&["bad.om"], None);

@@ -703,7 +703,14 @@ impl Linter {
                     label_findings.push((column, Severity::Warning, code, message));
                 }
             }
-            if values.flagged {
+            // A histogram's buckets and a summary's quantiles are its
+            // shape, not cardinality.
+            let shape = match &*label.name {
+                "le" => matches!(kind, MetricType::Histogram | MetricType::GaugeHistogram),
+                "quantile" => kind == MetricType::Summary,
+                _ => false,
+            };
+            if values.flagged || shape {
                 continue;
             }
             values.hashes.insert(hasher.hash_one(&*label.value));
