@@ -309,6 +309,8 @@ pub struct Linter {
     /// Lines read since the parser last forgot its families (once past
     /// the family limit).
     lines_since_reset: usize,
+    /// OpenMetrics: the parser accepted `# EOF`.
+    eof_seen: bool,
 }
 
 /// Once past the family limit, the parser forgets its families this often
@@ -342,6 +344,7 @@ impl Linter {
             hasher: std::collections::hash_map::RandomState::new(),
             report: Report::default(),
             lines_since_reset: 0,
+            eof_seen: false,
         }
     }
 
@@ -439,9 +442,9 @@ impl Linter {
     fn lint_line(&mut self, bytes: &[u8]) {
         self.line += 1;
         self.lines_since_reset += 1;
-        if self.families_full && self.lines_since_reset >= PARSER_RESET_LINES {
-            // Keeps `# EOF` seen, which a reset would forget, by not
-            // resetting after it: nothing may follow it anyway.
+        // Not after `# EOF`, which a reset would forget: what follows it is
+        // an error however many families came before.
+        if self.families_full && !self.eof_seen && self.lines_since_reset >= PARSER_RESET_LINES {
             self.parser.reset(self.options.format, 0);
             self.lines_since_reset = 0;
         }
@@ -502,6 +505,7 @@ impl Linter {
             Format::OpenMetrics => line,
         };
         if trimmed.starts_with('#') {
+            self.eof_seen |= self.options.format == Format::OpenMetrics && line == "# EOF";
             self.metadata_line(line, trimmed);
             return;
         }

@@ -720,3 +720,56 @@ fn in_text_a_counter_sample_named_apart_from_its_type_line_is_a_family_of_its_ow
     assert_eq!(report.families[1].name, "foo_total");
     assert_eq!(report.families[1].kind, MetricType::Unknown);
 }
+
+#[test]
+fn past_the_family_limit_grammar_is_still_checked_and_eof_still_known() {
+    // 150,000 families, the limit at ten: the parser forgets its families
+    // every 100,000 lines, and nothing spurious comes of it.
+    let mut body = String::new();
+    for i in 0..150_000 {
+        body.push_str(&format!("# TYPE f{i} gauge\nf{i} 1\n"));
+    }
+    body.push_str("bad line\n# EOF\n");
+    let mut options = LintOptions::new(Format::OpenMetrics);
+    options.limits.max_families = 10;
+    let report = lint_bytes(body.as_bytes(), options);
+    let not_conventions: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Warning)
+        .map(|f| (f.line, f.code))
+        .collect();
+    assert_eq!(not_conventions, vec![(21, "limit"), (300_001, "syntax")]);
+    assert_eq!(report.families.len(), 10);
+    assert_eq!(report.samples, 150_000);
+    // And after `# EOF`, whatever the resets: past the limit, then `# EOF`,
+    // then more lines than the parser's reset interval.
+    let mut options = LintOptions::new(Format::OpenMetrics);
+    options.limits.max_families = 10;
+    let mut body = String::new();
+    for i in 0..20 {
+        body.push_str(&format!("# TYPE f{i} gauge\nf{i} 1\n"));
+    }
+    body.push_str("# EOF\n");
+    for i in 0..110_000 {
+        body.push_str(&format!("g{i} 1\n"));
+    }
+    let report = lint_bytes(body.as_bytes(), options);
+    let codes: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Warning)
+        .map(|f| (f.line, f.code, f.message.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (
+                21,
+                "limit",
+                "more than 10 families: later families are checked for grammar only"
+            ),
+            (42, "syntax", "unexpected content after '# EOF'"),
+        ]
+    );
+}
