@@ -153,15 +153,18 @@ fn iotel_as_promtool(input: &[u8]) -> Result<BTreeSet<(String, String)>, ()> {
         .collect())
 }
 
-fn assert_agrees_with_promtool(what: &str, input: &[u8]) {
+/// Checks that iotel and promtool agree; the number of promtool's
+/// findings (0 when it is not installed or the input does not parse).
+fn assert_agrees_with_promtool(what: &str, input: &[u8]) -> usize {
     let Some(theirs) = promtool(input) else {
-        return;
+        return 0;
     };
     let ours = iotel_as_promtool(input);
     assert_eq!(
         ours, theirs,
         "{what}: iotel (left) and promtool (right) differ"
     );
+    theirs.map_or(0, |t| t.len())
 }
 
 #[test]
@@ -260,6 +263,126 @@ fn findings_agree_with_promtool_on_what_text_allows() {
     ] {
         assert_agrees_with_promtool(good, good.as_bytes());
     }
+}
+
+/// A small deterministic generator (an LCG), so that the generated
+/// expositions are the same at every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// An exposition of random families: names from words the rules look at
+/// (at most one unit word each, as promlint picks among several at random),
+/// random types, HELP or not, and labels.
+fn generated_exposition(rng: &mut Lcg, family_count: usize) -> String {
+    const WORDS: &[&str] = &[
+        "queue",
+        "total",
+        "count",
+        "sum",
+        "bucket",
+        "info",
+        "gauge",
+        "counter",
+        "histogram",
+        "summary",
+        "ms",
+        "s",
+        "sec",
+        "mb",
+        "b",
+        "d",
+        "Temp",
+        "rxBytes",
+        "a:b",
+        "created",
+    ];
+    const UNITS: &[&str] = &[
+        "seconds",
+        "milliseconds",
+        "kilobytes",
+        "bytes",
+        "bits",
+        "hours",
+        "celsius",
+        "fahrenheit",
+        "kelvins",
+        "meters",
+        "inches",
+        "grams",
+        "pounds",
+        "joules",
+        "calories",
+        "volts",
+        "amperes",
+        "mibibytes",
+        "nanoseconds",
+    ];
+    const LABELS: &[&str] = &["device", "le", "quantile", "someLabel", "__x", "site_id"];
+    let mut out = String::new();
+    for i in 0..family_count {
+        let mut name = format!("f{i}");
+        for _ in 0..rng.below(3) {
+            name.push('_');
+            name.push_str(WORDS[rng.below(WORDS.len())]);
+        }
+        if rng.below(2) == 0 {
+            name.push('_');
+            name.push_str(UNITS[rng.below(UNITS.len())]);
+        }
+        for _ in 0..rng.below(2) {
+            name.push('_');
+            name.push_str(WORDS[rng.below(WORDS.len())]);
+        }
+        let kind = ["counter", "gauge", "histogram", "summary", "untyped", ""][rng.below(6)];
+        if rng.below(3) != 0 {
+            out.push_str(&format!("# HELP {name} Help.\n"));
+        }
+        if !kind.is_empty() {
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        }
+        match kind {
+            "histogram" => out.push_str(&format!(
+                "{name}_bucket{{le=\"1\"}} 1\n{name}_bucket{{le=\"+Inf\"}} 1\n{name}_sum 1\n{name}_count 1\n"
+            )),
+            "summary" => out.push_str(&format!(
+                "{name}{{quantile=\"0.5\"}} 1\n{name}_sum 1\n{name}_count 1\n"
+            )),
+            _ => {
+                for series in 0..1 + rng.below(3) {
+                    let label = LABELS[rng.below(LABELS.len())];
+                    out.push_str(&format!("{name}{{{label}=\"v{series}\"}} {series}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn findings_agree_with_promtool_on_generated_expositions() {
+    let mut rng = Lcg(7);
+    let mut compared = 0;
+    for run in 0..60 {
+        let input = generated_exposition(&mut rng, 12);
+        compared += assert_agrees_with_promtool(
+            &format!("generated exposition {run}:\n{input}"),
+            input.as_bytes(),
+        );
+    }
+    // The generator reaches the rules: hundreds of findings were compared.
+    if Path::new(PROMTOOL).exists() {
+        assert!(compared > 400, "only {compared} findings compared");
+    }
+    eprintln!("{compared} promtool findings compared");
 }
 
 #[test]
