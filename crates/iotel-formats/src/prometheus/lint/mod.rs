@@ -35,7 +35,7 @@
 //! are counted; notes are always kept). Past a limit, the checks that need it stop for what is
 //! new, and a [`Severity::Note`] says so; the counts stay exact. Past the
 //! family limit the scrape parser forgets its families every
-//! 100,000 lines, so that it stays bounded too: ordering rules (metadata
+//! 20,000 lines, so that it stays bounded too: ordering rules (metadata
 //! after samples) then hold within those stretches.
 
 mod classes;
@@ -68,7 +68,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_families: 100_000,
+            max_families: 20_000,
             max_series: 1_000_000,
             max_findings: 10_000,
         }
@@ -186,7 +186,7 @@ pub struct Linter {
 
 /// Once past the family limit, the parser forgets its families this often
 /// (in lines), so its memory stays bounded too.
-const PARSER_RESET_LINES: usize = 100_000;
+const PARSER_RESET_LINES: usize = 20_000;
 
 impl std::fmt::Debug for Linter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -724,7 +724,7 @@ fn in_text_a_counter_sample_named_apart_from_its_type_line_is_a_family_of_its_ow
 #[test]
 fn past_the_family_limit_grammar_is_still_checked_and_eof_still_known() {
     // 150,000 families, the limit at ten: the parser forgets its families
-    // every 100,000 lines, and nothing spurious comes of it.
+    // every 20,000 lines, and nothing spurious comes of it.
     let mut body = String::new();
     for i in 0..150_000 {
         body.push_str(&format!("# TYPE f{i} gauge\nf{i} 1\n"));
