@@ -40,6 +40,9 @@ pub enum Command {
     /// endpoint and report throughput and latency.
     #[cfg(feature = "loadgen")]
     Loadgen(Box<crate::loadgen::LoadgenArgs>),
+    /// Check expositions for grammar and naming conventions.
+    #[command(subcommand)]
+    Lint(crate::lint::LintCommand),
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(c) => crate::certs::run(c).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "loadgen")]
         Command::Loadgen(a) => crate::loadgen::run(*a),
+        Command::Lint(c) => Ok(crate::lint::run(c)),
     }
 }
 

@@ -5,6 +5,7 @@ mod api;
 #[cfg(feature = "certs")]
 mod certs;
 mod cli;
+mod lint;
 #[cfg(feature = "loadgen")]
 mod loadgen;
 mod node;

@@ -2,6 +2,7 @@
 //! and an encoder.
 
 pub mod encode;
+pub mod lint;
 pub mod parse;
 
 /// The two exposition formats.
