@@ -320,6 +320,7 @@ fn endpoint(url: &str) -> Result<http::Uri, String> {
 }
 
 /// The node an agent id names: the part before a `/stream` suffix.
+#[cfg(feature = "auth")]
 pub(crate) fn node_id(agent_id: &str) -> &str {
     agent_id.split('/').next().unwrap_or(agent_id)
 }
