@@ -232,21 +232,29 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// How old a request's oldest batch is when it goes out: the batch
-    /// timeout less what requests took of late (at most half of it), so
-    /// that it is acknowledged about `batch_timeout` after it came in.
+    /// timeout less what a request may take (at most half of it), so that
+    /// it is acknowledged within about `batch_timeout` after it came in.
     fn flush_age_ms(&self) -> u64 {
         let timeout = self.s.batch_timeout.as_millis() as u64;
-        let took = self.request_ms.unwrap_or(0.0).round() as u64;
+        let took = self
+            .request_ms
+            .map_or(0.0, |(mean, deviation)| mean + 4.0 * deviation)
+            .round() as u64;
         timeout - took.min(timeout / 2)
     }
 
-    /// Smooths in how long a delivered request took.
+    /// Smooths in how long a delivered request took: its mean and mean
+    /// deviation, as TCP estimates a round trip (RFC 6298), so that the
+    /// allowance covers the slow requests too, not just the typical one.
     fn request_took(&mut self, now: Instant) {
         if let Some(started) = self.request_started.take() {
             let ms = now.duration_since(started).as_secs_f64() * 1000.0;
             self.request_ms = Some(match self.request_ms {
-                Some(avg) => avg + (ms - avg) * 0.2,
-                None => ms,
+                Some((mean, deviation)) => (
+                    mean + (ms - mean) * 0.125,
+                    deviation + ((ms - mean).abs() - deviation) * 0.25,
+                ),
+                None => (ms, ms / 2.0),
             });
         }
     }

@@ -14,8 +14,9 @@
 //!   the next does not fit; a request goes out once `max_events` are in, the
 //!   oldest is due, or more batches are waiting (a backlog). `batch_timeout`
 //!   is the oldest batch's latency budget: the request goes out that long
-//!   after it was buffered minus what requests took of late (smoothed, at
-//!   most half the timeout), so that the peer acknowledges it about
+//!   after it was buffered minus what a request may take (the smoothed
+//!   mean plus four mean deviations, as TCP's retransmission timeout; at
+//!   most half the timeout), so that the peer acknowledges it within about
 //!   `batch_timeout` after it came in. Under light load requests are small
 //!   and go out on time; under heavy load they fill to `max_events` first.
 //! - A batch leaves the buffer only when the peer answered 2xx, or when the
@@ -207,8 +208,9 @@ struct Driver<P> {
     latency: latency::LatencyWindow,
     /// When the request in flight went out.
     request_started: Option<Instant>,
-    /// How long a delivered request took, smoothed (ms).
-    request_ms: Option<f64>,
+    /// How long delivered requests took: the smoothed mean and mean
+    /// deviation (ms).
+    request_ms: Option<(f64, f64)>,
 }
 
 /// Runs a buffered sink until its input closed and it flushed.
