@@ -1,5 +1,6 @@
 //! Every transform type, in one enum.
 
+pub mod anomaly;
 pub mod cardinality_limit;
 // Spans enter a node through the `otlp` source: the edge build, which has
 // none, leaves this out.
@@ -36,6 +37,7 @@ use serde::Deserialize;
 // body in it, so errors keep their key path (see `config::component`).
 #[serde(rename_all = "snake_case")]
 pub enum TransformConfig {
+    Anomaly(anomaly::Config),
     CardinalityLimit(cardinality_limit::Config),
     #[cfg(feature = "otlp")]
     ClockSkew(clock_skew::Config),
@@ -63,6 +65,7 @@ pub enum TransformConfig {
 impl TransformConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
+        "anomaly",
         "cardinality_limit",
         "clock_skew",
         "enrich",
@@ -100,6 +103,7 @@ impl TransformConfig {
 
     pub fn type_name(&self) -> &'static str {
         match self {
+            TransformConfig::Anomaly(_) => "anomaly",
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(_) => "clock_skew",
@@ -128,6 +132,9 @@ impl TransformConfig {
     /// The signals this transform takes (and emits).
     pub fn signals(&self) -> SignalSet {
         match self {
+            // Metrics pass unchanged; the anomaly events it makes of them
+            // (logs) go to its output `anomalies` (`output_signals`).
+            TransformConfig::Anomaly(_) => SignalSet::METRICS,
             TransformConfig::CardinalityLimit(_) | TransformConfig::Relabel(_) => {
                 SignalSet::METRICS
             }
@@ -160,12 +167,22 @@ impl TransformConfig {
     pub fn outputs(&self) -> &'static [&'static str] {
         match self {
             TransformConfig::Schema(_) => &[schema::DEAD_LETTER],
+            TransformConfig::Anomaly(_) => &[anomaly::ANOMALIES],
+            _ => &[],
+        }
+    }
+
+    /// Named outputs whose signals differ from the default output's.
+    pub fn output_signals(&self) -> &'static [(&'static str, SignalSet)] {
+        match self {
+            TransformConfig::Anomaly(_) => &[(anomaly::ANOMALIES, SignalSet::LOGS)],
             _ => &[],
         }
     }
 
     pub fn validate(&self) -> Vec<Problem> {
         match self {
+            TransformConfig::Anomaly(c) => c.validate(),
             TransformConfig::CardinalityLimit(c) => c.validate(),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.validate(),
@@ -195,6 +212,7 @@ impl TransformConfig {
     /// A problem found only when building, such as an unreadable file.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
         match self {
+            TransformConfig::Anomaly(c) => c.build(cx),
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.build(cx),
