@@ -351,7 +351,7 @@ impl Config {
             max_series: self.max_series.get(),
             max_gap_ms: millis(self.max_gap),
             score_metric: self.score_metric,
-            series: HashMap::new(),
+            series: ById::default(),
             names: HashMap::new(),
             scratch: Vec::new(),
             now_ms: i64::MIN,
@@ -449,7 +449,7 @@ pub struct Anomaly {
     max_series: usize,
     max_gap_ms: i64,
     score_metric: bool,
-    series: HashMap<u64, Series>,
+    series: ById<Series>,
     names: HashMap<Arc<str>, Option<u16>>,
     scratch: Vec<f32>,
     now_ms: i64,
@@ -493,9 +493,39 @@ fn same_series(dims: &[Arc<str>], s: &Series, name: &str, labels: &Labels) -> bo
     a.eq(b)
 }
 
+/// The series' dimension values, sharing the labels' strings.
 fn values_of(dims: &[Arc<str>], labels: &Labels) -> Values {
-    dims.iter().map(|d| labels.get(d).map(Arc::from)).collect()
+    dims.iter()
+        .map(|d| {
+            labels
+                .iter()
+                .find(|l| l.name == *d)
+                .map(|l| l.value.clone())
+        })
+        .collect()
 }
+
+/// Hashes the series ids, which are hashes already, by passing them on.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ById<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
