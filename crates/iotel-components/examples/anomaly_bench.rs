@@ -29,8 +29,14 @@ fn rss() -> String {
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let detector = args.next().unwrap_or_else(|| "zscore".into());
-    let series: usize = args.next().map_or(Ok(100_000), |a| a.parse()).map_err(|e| format!("series: {e}"))?;
-    let rounds: i64 = args.next().map_or(Ok(20), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
+    let series: usize = args
+        .next()
+        .map_or(Ok(100_000), |a| a.parse())
+        .map_err(|e| format!("series: {e}"))?;
+    let rounds: i64 = args
+        .next()
+        .map_or(Ok(20), |a| a.parse())
+        .map_err(|e| format!("rounds: {e}"))?;
     let warmup = 60;
     let text = format!(
         "dimensions = [\"line\", \"shift\", \"firmware\", \"asset_class\"]\n\
@@ -57,7 +63,13 @@ fn main() -> Result<(), String> {
                         ("firmware", format!("2.{}", i % 5)),
                         ("asset_class", format!("c{}", i % 4)),
                     ]);
-                    Metric::new("machine_temperature_celsius", MetricType::Gauge, labels, 0.0, 0)
+                    Metric::new(
+                        "machine_temperature_celsius",
+                        MetricType::Gauge,
+                        labels,
+                        0.0,
+                        0,
+                    )
                 })
                 .collect()
         })
@@ -74,7 +86,8 @@ fn main() -> Result<(), String> {
         for (b, batch) in batches.iter_mut().enumerate() {
             for (i, m) in batch.iter_mut().enumerate() {
                 // Noise-like values from a cheap hash, one sample a minute.
-                let h = (round as u64 * 0x9E37_79B9 ^ (b * 1000 + i) as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                let h = ((round as u64 * 0x9E37_79B9) ^ (b * 1000 + i) as u64)
+                    .wrapping_mul(0xBF58_476D_1CE4_E5B9);
                 m.value = 20.0 + (h >> 40) as f64 / (1u64 << 24) as f64;
                 m.timestamp_ms = 1_767_571_200_000 + round * 60_000;
             }

@@ -1,5 +1,7 @@
 //! Every transform type, in one enum.
 
+// Anomaly detection is for gateways and clouds: the edge build leaves it out.
+#[cfg(feature = "anomaly")]
 pub mod anomaly;
 pub mod cardinality_limit;
 // Spans enter a node through the `otlp` source: the edge build, which has
@@ -37,6 +39,7 @@ use serde::Deserialize;
 // body in it, so errors keep their key path (see `config::component`).
 #[serde(rename_all = "snake_case")]
 pub enum TransformConfig {
+    #[cfg(feature = "anomaly")]
     Anomaly(anomaly::Config),
     CardinalityLimit(cardinality_limit::Config),
     #[cfg(feature = "otlp")]
@@ -98,11 +101,15 @@ impl TransformConfig {
         if !cfg!(feature = "otlp") && type_name == "clock_skew" {
             return Some("otlp");
         }
+        if !cfg!(feature = "anomaly") && type_name == "anomaly" {
+            return Some("anomaly");
+        }
         (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
     }
 
     pub fn type_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => "anomaly",
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             #[cfg(feature = "otlp")]
@@ -134,6 +141,7 @@ impl TransformConfig {
         match self {
             // Metrics pass unchanged; the anomaly events it makes of them
             // (logs) go to its output `anomalies` (`output_signals`).
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => SignalSet::METRICS,
             TransformConfig::CardinalityLimit(_) | TransformConfig::Relabel(_) => {
                 SignalSet::METRICS
@@ -167,6 +175,7 @@ impl TransformConfig {
     pub fn outputs(&self) -> &'static [&'static str] {
         match self {
             TransformConfig::Schema(_) => &[schema::DEAD_LETTER],
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => &[anomaly::ANOMALIES],
             _ => &[],
         }
@@ -175,6 +184,7 @@ impl TransformConfig {
     /// Named outputs whose signals differ from the default output's.
     pub fn output_signals(&self) -> &'static [(&'static str, SignalSet)] {
         match self {
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => &[(anomaly::ANOMALIES, SignalSet::LOGS)],
             _ => &[],
         }
@@ -182,6 +192,7 @@ impl TransformConfig {
 
     pub fn validate(&self) -> Vec<Problem> {
         match self {
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(c) => c.validate(),
             TransformConfig::CardinalityLimit(c) => c.validate(),
             #[cfg(feature = "otlp")]
@@ -212,6 +223,7 @@ impl TransformConfig {
     /// A problem found only when building, such as an unreadable file.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
         match self {
+            #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(c) => c.build(cx),
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             #[cfg(feature = "otlp")]

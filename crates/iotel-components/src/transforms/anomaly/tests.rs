@@ -424,6 +424,8 @@ rules = [
     assert_eq!(empty.validate().len(), 1);
 }
 
+// The `loki` sink comes with `logs`.
+#[cfg(feature = "logs")]
 #[test]
 fn a_log_sink_takes_the_anomalies_output_and_a_metrics_sink_cannot() {
     let text = |sink: &str| {
