@@ -16,7 +16,7 @@
 //! Every scale has a floor, so a constant series (MAD 0) gets a finite
 //! score: `max(min_deviation, 0.001 · |expected|)`. Only finite values
 //! reach a detector (the transform skips NaN and ±∞ and counts them).
-//! State is fixed per series: `window` f32 values for `zscore`, three
+//! State is fixed per series: `window` f32 values twice for `zscore`, three
 //! numbers for `ewma`, six bytes per bucket for `seasonal`.
 
 /// What a detector says of one sample.
@@ -52,9 +52,9 @@ pub enum Detector {
 
 impl Detector {
     /// Scores `x` (finite) at `t_ms`, then learns it.
-    pub fn observe(&mut self, p: &Params, t_ms: i64, x: f64, scratch: &mut Vec<f32>) -> Score {
+    pub fn observe(&mut self, p: &Params, t_ms: i64, x: f64) -> Score {
         match self {
-            Detector::ZScore(w) => w.observe(p, x, scratch),
+            Detector::ZScore(w) => w.observe(p, x),
             Detector::Ewma(e) => e.observe(p, x),
             Detector::Seasonal(s) => s.observe(p, t_ms, x),
         }
@@ -73,10 +73,13 @@ fn score(x: f64, expected: f64, scale: f64) -> f64 {
     if s.is_finite() { s } else { f64::MAX }
 }
 
-/// The last `window` values, as f32 to halve the memory of 100,000 series.
+/// The last `window` values, as f32 to halve the memory of 100,000 series:
+/// in arrival order (to know which leaves next) and sorted (so the median
+/// is at hand and the MAD half a pass away, instead of a sort per sample).
 #[derive(Debug, Clone)]
 pub struct Window {
     values: Vec<f32>,
+    sorted: Vec<f32>,
     /// Where the next value goes once `values` is full.
     next: usize,
 }
@@ -85,30 +88,31 @@ impl Window {
     pub fn new(window: usize) -> Self {
         Self {
             values: Vec::with_capacity(window.min(64)),
+            sorted: Vec::with_capacity(window.min(64)),
             next: 0,
         }
     }
 
-    fn observe(&mut self, p: &Params, x: f64, scratch: &mut Vec<f32>) -> Score {
-        let out = if self.values.is_empty() {
+    /// The window's values in order (for tests).
+    #[cfg(test)]
+    pub fn sorted(&self) -> &[f32] {
+        &self.sorted
+    }
+
+    fn observe(&mut self, p: &Params, x: f64) -> Score {
+        let out = if self.sorted.is_empty() {
             Score {
                 score: 0.0,
                 expected: x,
                 ready: false,
             }
         } else {
-            scratch.clear();
-            scratch.extend_from_slice(&self.values);
-            let mid = f64::from(median(scratch));
-            for v in scratch.iter_mut() {
-                *v = (f64::from(*v) - mid).abs() as f32;
-            }
-            let mad = f64::from(median(scratch));
+            let (mid, mad) = median_and_mad(&self.sorted);
             let scale = (1.4826 * mad).max(floor(p, mid));
             Score {
                 score: score(x, mid, scale),
                 expected: mid,
-                ready: self.values.len() >= p.min_samples as usize,
+                ready: self.sorted.len() >= p.min_samples as usize,
             }
         };
         // f32 holds any finite f64 only up to ±3.4e38: beyond, clamp.
@@ -116,26 +120,70 @@ impl Window {
         if self.values.len() < p.window {
             self.values.push(v);
         } else if let Some(slot) = self.values.get_mut(self.next) {
-            *slot = v;
+            let old = std::mem::replace(slot, v);
             self.next = (self.next + 1) % p.window;
+            if let Ok(i) = self.sorted.binary_search_by(|s| s.total_cmp(&old)) {
+                self.sorted.remove(i);
+            }
         }
+        let (Ok(i) | Err(i)) = self.sorted.binary_search_by(|s| s.total_cmp(&v));
+        self.sorted.insert(i, v);
         out
     }
 }
 
-/// The median of a non-empty slice (reorders it).
-fn median(v: &mut [f32]) -> f32 {
-    let n = v.len();
+/// The median of sorted finite values and their median absolute deviation
+/// from it (0 and 0 for none). The deviations are walked outwards from the
+/// median, smallest first (the values below it and above it are each in
+/// order of deviation already), so this costs half a pass.
+pub fn median_and_mad(sorted: &[f32]) -> (f64, f64) {
+    let n = sorted.len();
+    let at = |i: usize| sorted.get(i).map_or(0.0, |v| f64::from(*v));
     if n == 0 {
-        return 0.0;
+        return (0.0, 0.0);
     }
-    let (_, hi, _) = v.select_nth_unstable_by(n / 2, f32::total_cmp);
-    let hi = *hi;
-    if n % 2 == 1 {
-        return hi;
+    let mid = if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at(n / 2 - 1) + at(n / 2)) / 2.0
+    };
+    // Below the split: values ≤ mid, walked downwards; from it: values
+    // above, walked upwards.
+    let split = sorted.partition_point(|v| f64::from(*v) <= mid);
+    let (mut below, mut above) = (split, split);
+    let want = n / 2;
+    let (mut before, mut last) = (0.0, 0.0);
+    for rank in 0..=want {
+        let down = (below > 0).then(|| mid - at(below - 1));
+        let up = (above < n).then(|| at(above) - mid);
+        let d = match (down, up) {
+            (Some(a), Some(b)) if a <= b => {
+                below -= 1;
+                a
+            }
+            (Some(a), None) => {
+                below -= 1;
+                a
+            }
+            (_, Some(b)) => {
+                above += 1;
+                b
+            }
+            (None, None) => break,
+        };
+        if rank + 1 == want {
+            before = d;
+        }
+        if rank == want {
+            last = d;
+        }
     }
-    let lo = v[..n / 2].iter().copied().fold(f32::MIN, f32::max);
-    ((f64::from(lo) + f64::from(hi)) / 2.0) as f32
+    let mad = if n % 2 == 1 {
+        last
+    } else {
+        (before + last) / 2.0
+    };
+    (mid, mad)
 }
 
 /// An exponentially weighted mean and variance.

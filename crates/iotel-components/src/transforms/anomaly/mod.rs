@@ -353,7 +353,6 @@ impl Config {
             score_metric: self.score_metric,
             series: ById::default(),
             names: HashMap::new(),
-            scratch: Vec::new(),
             now_ms: i64::MIN,
             pending: Vec::new(),
             routed: Vec::new(),
@@ -451,7 +450,6 @@ pub struct Anomaly {
     score_metric: bool,
     series: ById<Series>,
     names: HashMap<Arc<str>, Option<u16>>,
-    scratch: Vec<f32>,
     now_ms: i64,
     pending: Vec<Pending>,
     routed: Vec<LogRecord>,
@@ -724,7 +722,7 @@ impl Anomaly {
             }
         }
         s.last_ms = t;
-        let sc = s.detector.observe(&r.params, t, m.value, &mut self.scratch);
+        let sc = s.detector.observe(&r.params, t, m.value);
         let anomalous = sc.ready && sc.score >= r.params.threshold;
         // Hysteresis: only a score under half the threshold counts towards
         // closing, so a score hovering at the threshold does not flap.

@@ -486,7 +486,56 @@ mod properties {
         ]
     }
 
+    /// The median and MAD as their definitions say: sort, take the middle.
+    fn naive(values: &[f32]) -> (f64, f64) {
+        let middle = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let mut v: Vec<f64> = values.iter().map(|x| f64::from(*x)).collect();
+        let mid = middle(&mut v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - mid).abs()).collect();
+        (mid, middle(&mut dev))
+    }
+
     proptest! {
+        #[test]
+        fn the_rolling_median_and_mad_are_those_of_their_definitions(
+            mut values in prop::collection::vec(prop_oneof![-1e3f32..1e3, Just(0.0f32), Just(1.0f32)], 1..80),
+        ) {
+            let expected = naive(&values);
+            values.sort_unstable_by(f32::total_cmp);
+            prop_assert_eq!(detectors::median_and_mad(&values), expected);
+        }
+
+        #[test]
+        fn the_sorted_window_holds_exactly_the_last_window_values(
+            values in prop::collection::vec(prop_oneof![-1e3f64..1e3, Just(0.0), Just(-0.0), Just(1e300)], 0..100),
+            window in 3usize..12,
+        ) {
+            let p = detectors::Params {
+                window, min_samples: 1, alpha: 0.1, threshold: 4.0, min_deviation: 0.0,
+                period_ms: 1, buckets: 1,
+            };
+            let mut d = detectors::Detector::ZScore(detectors::Window::new(window));
+            for (i, v) in values.iter().enumerate() {
+                d.observe(&p, 0, *v);
+                let detectors::Detector::ZScore(w) = &d else { unreachable!() };
+                let from = (i + 1).saturating_sub(window);
+                let mut last: Vec<f32> = values[from..=i]
+                    .iter()
+                    .map(|v| v.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32)
+                    .collect();
+                last.sort_unstable_by(f32::total_cmp);
+                prop_assert_eq!(w.sorted(), &last[..]);
+            }
+        }
+
         #[test]
         fn any_values_and_times_never_panic_and_every_score_is_finite(
             detector in prop_oneof![Just("zscore"), Just("ewma"), Just("seasonal")],
