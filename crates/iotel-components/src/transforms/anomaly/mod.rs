@@ -761,6 +761,9 @@ impl Anomaly {
                 if s.open.is_some() { sc.score } else { 0.0 },
             ));
         }
+        if events.is_empty() {
+            return;
+        }
         let Some(s) = self.series.get(&id) else {
             return;
         };
