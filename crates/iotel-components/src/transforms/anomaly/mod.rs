@@ -33,7 +33,9 @@
 //!
 //! Bad input: NaN and ±∞ samples are skipped by the detectors and counted
 //! (`reason="not_finite"`), as are samples not newer than the series' last
-//! (`reason="not_newer"`). A constant series gets a floor for its scale. A
+//! (`reason="not_newer"`), and those of a series whose 64-bit id (a hash
+//! of name and labels) another series already has
+//! (`reason="hash_collision"`). A constant series gets a floor for its scale. A
 //! gap longer than `max_gap` starts the series' detector afresh (an open
 //! anomaly closes with `anomaly.reason = "gap"`). At `max_series`, the
 //! least recently seen eighth is dropped and counted.
