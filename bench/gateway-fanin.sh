@@ -14,7 +14,10 @@
 #   - the gateway's CPU (% of one core) and RSS (peak and steady), and
 #     loadgen's CPU, which shares the machine.
 #
-#   bash bench/gateway-fanin.sh [DURATION] [DEVICES]
+#   bash bench/gateway-fanin.sh [DURATION] [DEVICES] [disk|memory]
+#
+# The third argument picks the gateway's sink buffers: `disk` (default, as
+# config/gateway.toml has them) or `memory`.
 #
 # Uses the release build (`cargo build --release -p iotel`), or the binary
 # in $IOTEL. Needs python3, curl.
@@ -22,6 +25,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-60}"
 DEVICES="${2:-10000}"
+BUFFER="${3:-disk}"
+case "$BUFFER" in
+  disk) METRICS_BUFFER='{ type = "disk", max_size = "2GiB" }'; LOGS_BUFFER='{ type = "disk", max_size = "1GiB" }' ;;
+  memory) METRICS_BUFFER='{ type = "memory", max_events = 1000000 }'; LOGS_BUFFER="$METRICS_BUFFER" ;;
+  *) echo "buffer: expected disk or memory, got $BUFFER" >&2; exit 1 ;;
+esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iotel-target}"
 if [ -z "${IOTEL:-}" ]; then
   cargo build --release -q -p iotel >&2
@@ -47,7 +56,7 @@ endpoint = "http://127.0.0.1:$LISTEN_PORT"
 agent_id = "gateway-1/metrics"
 compression = "zstd"
 batch = { max_events = 20000, timeout = "100ms" }
-buffer = { type = "disk", max_size = "2GiB" }
+buffer = $METRICS_BUFFER
 
 [sinks.up_logs]
 type = "iotel"
@@ -56,7 +65,7 @@ endpoint = "http://127.0.0.1:$LISTEN_PORT"
 agent_id = "gateway-1/logs"
 compression = "zstd"
 batch = { max_events = 20000, timeout = "100ms" }
-buffer = { type = "disk", max_size = "1GiB" }
+buffer = $LOGS_BUFFER
 TOML
 
 "$IOTEL" gateway --config "$WORK/gateway.toml" --data-dir "$WORK/data" \
@@ -86,7 +95,7 @@ curl -sf "http://127.0.0.1:$API_PORT/metrics" > "$WORK/gateway.metrics"
 wait "$MEASURE_GW" "$MEASURE_LG"
 wait "$LOADGEN" || echo "loadgen exited non-zero: see below" >&2
 
-python3 - "$WORK" "$DURATION" "$DEVICES" <<'PY'
+python3 - "$WORK" "$DURATION" "$DEVICES" "$BUFFER" <<'PY'
 import json, sys, re
 work, duration, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 r = json.load(open(f"{work}/report.json"))
@@ -101,7 +110,7 @@ for line in open(f"{work}/gateway.metrics"):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
         q.setdefault(labels["component_id"], {})[labels["quantile"]] = float(m.group(2)) * 1000
 e2e = r["end_to_end_latency"] or {}
-print(f"devices: {devices} (10 samples/s + 1 log line/s each), {secs:.1f} s")
+print(f"devices: {devices} (10 samples/s + 1 log line/s each), {secs:.1f} s, {sys.argv[4]} buffers")
 print(f"acked by the gateway: {s['metrics']['acked']/secs:,.0f} samples/s, {s['logs']['acked']/secs:,.0f} log lines/s")
 lost = sum(v["acked"] - (v["received"] - v["duplicates"]) for v in s.values())
 dups = sum(v["duplicates"] for v in s.values())

@@ -284,6 +284,7 @@ pub fn load(
                     },
                     claims: vec![],
                     outputs: vec![],
+                    output_signals: vec![],
                 }),
             }
         }
@@ -319,6 +320,14 @@ pub fn load(
                 }
                 _ => vec![],
             },
+            output_signals: match &c.config {
+                ComponentConfig::Transform(t) => t
+                    .output_signals()
+                    .iter()
+                    .map(|(o, s)| (o.to_string(), *s))
+                    .collect(),
+                _ => vec![],
+            },
         })
         // The node API claims its port like a component; its id cannot clash
         // with a component's, which may not contain brackets.
@@ -330,6 +339,7 @@ pub fn load(
             signals: iotel_engine::SignalSet::NONE,
             claims: vec![format!("port {}", api.address)],
             outputs: vec![],
+            output_signals: vec![],
         }))
         .chain(placeholders)
         .collect();

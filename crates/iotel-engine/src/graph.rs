@@ -107,6 +107,12 @@ pub struct NodeDecl {
     /// Named outputs besides the default one (a transform's `dead_letter`):
     /// others take them as input `<id>.<name>`.
     pub outputs: Vec<String>,
+    /// The signals a named output carries when they are not what the
+    /// component's default output carries (the `anomaly` transform takes
+    /// metrics and sends the anomaly events it makes of them, logs, to its
+    /// output `anomalies`). A named output not listed carries what the
+    /// default output does.
+    pub output_signals: Vec<(String, SignalSet)>,
 }
 
 /// The signal an input's suffix selects: `metrics`, `logs` or `traces`.
@@ -146,7 +152,14 @@ fn carried(input: &str, producer: &NodeDecl, emits: SignalSet) -> SignalSet {
         .strip_prefix(producer.id.as_str())
         .and_then(|rest| rest.strip_prefix('.'))
     {
-        Some(output) => signal_named(output).map_or(emits, |s| emits.intersect(SignalSet::of(s))),
+        Some(output) => match signal_named(output) {
+            Some(s) => emits.intersect(SignalSet::of(s)),
+            None => producer
+                .output_signals
+                .iter()
+                .find(|(name, _)| name == output)
+                .map_or(emits, |(_, signals)| *signals),
+        },
         None => emits,
     }
 }
@@ -385,7 +398,38 @@ mod tests {
             signals,
             claims: vec![],
             outputs: vec![],
+            output_signals: vec![],
         }
+    }
+
+    #[test]
+    fn a_named_output_carries_the_signals_it_declares_not_those_of_the_default_output() {
+        let mut detector = node("a", ComponentKind::Transform, &["src"], SignalSet::METRICS);
+        detector.outputs = vec!["anomalies".into()];
+        detector.output_signals = vec![("anomalies".into(), SignalSet::LOGS)];
+        let ok = check(&[
+            node("src", ComponentKind::Source, &[], SignalSet::METRICS),
+            detector.clone(),
+            node("m", ComponentKind::Sink, &["a"], SignalSet::METRICS),
+            node("l", ComponentKind::Sink, &["a.anomalies"], SignalSet::LOGS),
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        let errors = check(&[
+            node("src", ComponentKind::Source, &[], SignalSet::METRICS),
+            detector,
+            node(
+                "m",
+                ComponentKind::Sink,
+                &["a.anomalies"],
+                SignalSet::METRICS,
+            ),
+        ])
+        .unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec!["sink_type \"m\" takes metrics but input \"a.anomalies\" sends logs"]
+        );
     }
 
     #[test]

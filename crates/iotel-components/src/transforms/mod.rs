@@ -1,5 +1,8 @@
 //! Every transform type, in one enum.
 
+// Anomaly detection is for gateways and clouds: the edge build leaves it out.
+#[cfg(feature = "anomaly")]
+pub mod anomaly;
 pub mod cardinality_limit;
 // Spans enter a node through the `otlp` source: the edge build, which has
 // none, leaves this out.
@@ -38,6 +41,8 @@ use serde::Deserialize;
 // body in it, so errors keep their key path (see `config::component`).
 #[serde(rename_all = "snake_case")]
 pub enum TransformConfig {
+    #[cfg(feature = "anomaly")]
+    Anomaly(anomaly::Config),
     CardinalityLimit(cardinality_limit::Config),
     #[cfg(feature = "otlp")]
     ClockSkew(clock_skew::Config),
@@ -67,6 +72,7 @@ pub enum TransformConfig {
 impl TransformConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
+        "anomaly",
         "cardinality_limit",
         "clock_skew",
         "correlate",
@@ -101,11 +107,16 @@ impl TransformConfig {
         if !cfg!(feature = "otlp") && type_name == "clock_skew" {
             return Some("otlp");
         }
+        if !cfg!(feature = "anomaly") && type_name == "anomaly" {
+            return Some("anomaly");
+        }
         (!cfg!(feature = "logs") && LOGS.contains(&type_name)).then_some("logs")
     }
 
     pub fn type_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(_) => "anomaly",
             TransformConfig::CardinalityLimit(_) => "cardinality_limit",
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(_) => "clock_skew",
@@ -136,6 +147,10 @@ impl TransformConfig {
     /// The signals this transform takes (and emits).
     pub fn signals(&self) -> SignalSet {
         match self {
+            // Metrics pass unchanged; the anomaly events it makes of them
+            // (logs) go to its output `anomalies` (`output_signals`).
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(_) => SignalSet::METRICS,
             TransformConfig::CardinalityLimit(_) | TransformConfig::Relabel(_) => {
                 SignalSet::METRICS
             }
@@ -170,12 +185,25 @@ impl TransformConfig {
     pub fn outputs(&self) -> &'static [&'static str] {
         match self {
             TransformConfig::Schema(_) => &[schema::DEAD_LETTER],
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(_) => &[anomaly::ANOMALIES],
+            _ => &[],
+        }
+    }
+
+    /// Named outputs whose signals differ from the default output's.
+    pub fn output_signals(&self) -> &'static [(&'static str, SignalSet)] {
+        match self {
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(_) => &[(anomaly::ANOMALIES, SignalSet::LOGS)],
             _ => &[],
         }
     }
 
     pub fn validate(&self) -> Vec<Problem> {
         match self {
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(c) => c.validate(),
             TransformConfig::CardinalityLimit(c) => c.validate(),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.validate(),
@@ -207,6 +235,8 @@ impl TransformConfig {
     /// A problem found only when building, such as an unreadable file.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
         match self {
+            #[cfg(feature = "anomaly")]
+            TransformConfig::Anomaly(c) => c.build(cx),
             TransformConfig::CardinalityLimit(c) => c.build(cx),
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(c) => c.build(cx),
