@@ -162,6 +162,10 @@ impl<P: Protocol> Driver<P> {
             return Ok(false);
         };
         if l.out.body.is_none() && self.due(&l.out, now_ms, force) {
+            // What a request takes counts from here: encoding is part of it.
+            if lane == LaneId::Main {
+                self.request_started = Some(Instant::now());
+            }
             self.encode(lane, cx)?;
         }
         Ok(self.lane(lane).is_some_and(|l| l.out.body.is_some()))
@@ -192,7 +196,9 @@ impl<P: Protocol> Driver<P> {
             let secs = l.out.events as f64 / rate as f64;
             self.paced_until = Some(now + Duration::from_secs_f64(secs));
         }
-        self.request_started = Some(now);
+        if lane == LaneId::Live || self.request_started.is_none() {
+            self.request_started = Some(now);
+        }
         Some(request)
     }
 
@@ -427,6 +433,7 @@ impl<P: Protocol> Driver<P> {
         if let Some(has) = l.protocol.peer_has(exchange)
             && self.on_peer_has(lane, &has, cx)?
         {
+            self.request_started = None;
             return Ok(());
         }
         let protocol = match lane {
@@ -473,6 +480,8 @@ impl<P: Protocol> Driver<P> {
                 failures,
                 code,
             } => {
+                // The next attempt is timed from when it goes out.
+                self.request_started = None;
                 cx.metrics.error(code);
                 self.retry_at = Some(Instant::now() + delay);
                 if failures.is_power_of_two() {
@@ -487,6 +496,7 @@ impl<P: Protocol> Driver<P> {
                 }
             }
             Action::Reject { code } => {
+                self.request_started = None;
                 self.settle(lane, first, last, cx)?;
                 self.forget_request(lane);
                 cx.metrics.discarded("rejected", n);
