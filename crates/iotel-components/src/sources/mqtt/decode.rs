@@ -166,39 +166,10 @@ impl Decoder {
             }
             r
         };
-        let records = match value {
-            Value::Object(o) => vec![record(o)],
-            Value::Array(items) => {
-                let total = items.len();
-                let records: Vec<LogRecord> = items
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Value::Object(o) => Some(record(o)),
-                        _ => None,
-                    })
-                    .collect();
-                let skipped = total - records.len();
-                if skipped > 0 {
-                    out.dropped.push((
-                        "not_an_object",
-                        skipped,
-                        format!(
-                            "topic {topic:?}: {skipped} element(s) of the array are not JSON objects"
-                        ),
-                    ));
-                }
-                records
-            }
-            other => {
-                return Err(Rejected::new(
-                    "not_an_object",
-                    format!(
-                        "topic {topic:?}: expected a JSON object or an array of objects, got {}",
-                        kind(&other)
-                    ),
-                ));
-            }
-        };
+        let records: Vec<LogRecord> = objects(topic, value, out)?
+            .into_iter()
+            .map(record)
+            .collect();
         if !records.is_empty() {
             out.events = Some(Events::Logs(records));
         }
@@ -214,39 +185,7 @@ impl Decoder {
         now_ms: i64,
         out: &mut Decoded,
     ) -> Result<(), Rejected> {
-        let objects = match value {
-            Value::Object(o) => vec![o],
-            Value::Array(items) => {
-                let total = items.len();
-                let objects: Vec<_> = items
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Value::Object(o) => Some(o),
-                        _ => None,
-                    })
-                    .collect();
-                let skipped = total - objects.len();
-                if skipped > 0 {
-                    out.dropped.push((
-                        "not_an_object",
-                        skipped,
-                        format!(
-                            "topic {topic:?}: {skipped} element(s) of the array are not JSON objects"
-                        ),
-                    ));
-                }
-                objects
-            }
-            other => {
-                return Err(Rejected::new(
-                    "not_an_object",
-                    format!(
-                        "topic {topic:?}: expected a JSON object or an array of objects, got {}",
-                        kind(&other)
-                    ),
-                ));
-            }
-        };
+        let objects = objects(topic, value, out)?;
         let mut samples = Vec::new();
         for o in &objects {
             if let Err((code, why)) = self.json_metrics.samples(o, labels, now_ms, &mut samples) {
@@ -294,6 +233,49 @@ impl Decoder {
             out.events = Some(Events::Metrics(outcome.samples));
         }
         Ok(())
+    }
+}
+
+/// A payload's objects: the object itself, or the objects of an array
+/// (other elements are dropped, counted as `not_an_object`).
+///
+/// # Errors
+/// Anything but an object or an array: `not_an_object`.
+fn objects(
+    topic: &str,
+    value: Value,
+    out: &mut Decoded,
+) -> Result<Vec<serde_json::Map<String, Value>>, Rejected> {
+    match value {
+        Value::Object(o) => Ok(vec![o]),
+        Value::Array(items) => {
+            let total = items.len();
+            let objects: Vec<_> = items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                })
+                .collect();
+            let skipped = total - objects.len();
+            if skipped > 0 {
+                out.dropped.push((
+                    "not_an_object",
+                    skipped,
+                    format!(
+                        "topic {topic:?}: {skipped} element(s) of the array are not JSON objects"
+                    ),
+                ));
+            }
+            Ok(objects)
+        }
+        other => Err(Rejected::new(
+            "not_an_object",
+            format!(
+                "topic {topic:?}: expected a JSON object or an array of objects, got {}",
+                kind(&other)
+            ),
+        )),
     }
 }
 
