@@ -131,11 +131,11 @@ impl<P: Protocol> Driver<P> {
         if self.paced_until.is_some() {
             return Ok(None);
         }
-        self.fill(LaneId::Main, cx)?;
+        self.fill_main(cx)?;
         if self.backlog && self.main.out.is_empty() {
             // The backlog lane found nothing below the live lane's start.
             self.end_backlog(cx);
-            self.fill(LaneId::Main, cx)?;
+            self.fill_main(cx)?;
         }
         if !self.backlog && self.live.is_some() && self.main.out.body.is_none() {
             let waiting = self.buffer.stats().records;
@@ -162,9 +162,12 @@ impl<P: Protocol> Driver<P> {
             return Ok(false);
         };
         if l.out.body.is_none() && self.due(&l.out, now_ms, force) {
-            // What a request takes counts from here: encoding is part of it.
+            // What a request takes counts from here, with the time spent
+            // reading its batches back: encoding is part of it too.
             if lane == LaneId::Main {
-                self.request_started = Some(Instant::now());
+                let now = Instant::now();
+                self.request_started = Some(now.checked_sub(self.filling).unwrap_or(now));
+                self.filling = Duration::ZERO;
             }
             self.encode(lane, cx)?;
         }
@@ -308,6 +311,15 @@ impl<P: Protocol> Driver<P> {
     /// Reads buffered batches into the lane's protocol until the next does
     /// not fit (or would make the request span an id it must not) or none
     /// is left.
+    /// Fills the main lane's request, adding the time it takes (reading
+    /// the buffer back) to the request's.
+    fn fill_main(&mut self, cx: &SinkContext) -> Result<(), ComponentError> {
+        let started = Instant::now();
+        let filled = self.fill(LaneId::Main, cx);
+        self.filling += started.elapsed();
+        filled
+    }
+
     fn fill(&mut self, lane: LaneId, cx: &SinkContext) -> Result<(), ComponentError> {
         let max_events = self.s.max_events;
         let (l, buffer) = match lane {

@@ -208,6 +208,8 @@ struct Driver<P> {
     latency: latency::LatencyWindow,
     /// When the request in flight went out.
     request_started: Option<Instant>,
+    /// Time spent reading the main lane's next request from the buffer.
+    filling: Duration,
     /// How long delivered requests took: the smoothed mean and mean
     /// deviation (ms).
     request_ms: Option<(f64, f64)>,
@@ -240,6 +242,7 @@ pub(crate) async fn deliver<P: Protocol>(
         ),
         latency: latency::LatencyWindow::new(cx.registry(), &id, unix_ms()),
         request_started: None,
+        filling: Duration::ZERO,
         request_ms: None,
         s,
         main: Lane::new(protocol),
