@@ -16,6 +16,13 @@
 //! - Each lane has its own protocol (its own request being built), so a
 //!   live request can be built and sent while a backlog request waits for
 //!   the pacer.
+//! - In order, the main lane reads the request after the one in flight
+//!   while it waits for the answer (`next`), and encodes it once it is
+//!   full: when the answer comes the next request is ready, and reading
+//!   the buffer back and encoding do not add to what a request takes.
+//!   Its batches were handed out after the ones in flight, so the
+//!   cumulative acknowledgement of the request in flight never covers
+//!   them.
 
 use super::{Answering, Driver, PeerHas, Protocol, unix_ms};
 use crate::http_util;
@@ -39,6 +46,10 @@ pub(super) enum LaneId {
 pub(super) struct Lane<P> {
     protocol: P,
     out: Outgoing,
+    /// The main lane in order: the request after `out`, read while `out`
+    /// is encoded (sent, or waiting to be sent again). The protocol holds
+    /// its batches until it is encoded.
+    next: Outgoing,
 }
 
 impl<P> Lane<P> {
@@ -46,6 +57,7 @@ impl<P> Lane<P> {
         Self {
             protocol,
             out: Outgoing::default(),
+            next: Outgoing::default(),
         }
     }
 }
@@ -60,6 +72,11 @@ struct Outgoing {
     carry: Option<Buffered>,
     /// The encoded request, kept for retries.
     body: Option<Bytes>,
+    /// Encoding it ahead of its turn failed: the failure is handled when it
+    /// is the lane's request.
+    failed: Option<String>,
+    /// It went out at least once.
+    sent: bool,
 }
 
 impl Outgoing {
@@ -84,11 +101,24 @@ impl Outgoing {
         self.batches.is_empty() && self.carry.is_none()
     }
 
+    /// Whether it takes no more batches: `max_events` are in, or one read
+    /// did not fit.
+    fn is_full(&self, max_events: usize) -> bool {
+        self.carry.is_some() || self.events >= max_events
+    }
+
     fn clear(&mut self) {
         self.batches.clear();
         self.events = 0;
         self.carry = None;
         self.body = None;
+        self.failed = None;
+        self.sent = false;
+    }
+
+    /// Whether it takes no more batches: encoded, or failed to.
+    fn sealed(&self) -> bool {
+        self.body.is_some() || self.failed.is_some()
     }
 }
 
@@ -137,7 +167,7 @@ impl<P: Protocol> Driver<P> {
             self.end_backlog(cx);
             self.fill_main(cx)?;
         }
-        if !self.backlog && self.live.is_some() && self.main.out.body.is_none() {
+        if !self.backlog && self.live.is_some() && !self.main.out.sent {
             let waiting = self.buffer.stats().records;
             if self.main.out.carry.is_some() || waiting > self.main.out.batches.len() as u64 {
                 self.begin_backlog(waiting, cx);
@@ -161,7 +191,7 @@ impl<P: Protocol> Driver<P> {
         let Some(l) = self.lane(lane) else {
             return Ok(false);
         };
-        if l.out.body.is_none() && self.due(&l.out, now_ms, force) {
+        if l.out.body.is_none() && (l.out.failed.is_some() || self.due(&l.out, now_ms, force)) {
             // What a request takes counts from here, with the time spent
             // reading its batches back: encoding is part of it too.
             if lane == LaneId::Main {
@@ -195,8 +225,12 @@ impl<P: Protocol> Driver<P> {
             body.clone(),
             [first, last, oldest.min(first)],
         );
+        let events = l.out.events;
+        if let Some(l) = self.lane_mut(lane) {
+            l.out.sent = true;
+        }
         if let Some(rate) = self.s.rate.filter(|_| paces) {
-            let secs = l.out.events as f64 / rate as f64;
+            let secs = events as f64 / rate as f64;
             self.paced_until = Some(now + Duration::from_secs_f64(secs));
         }
         if lane == LaneId::Live || self.request_started.is_none() {
@@ -208,6 +242,7 @@ impl<P: Protocol> Driver<P> {
     /// Whether nothing is waiting to be sent, nor being sent.
     pub(super) fn holds_nothing(&self) -> bool {
         self.main.out.is_empty()
+            && self.main.next.is_empty()
             && self.live.as_ref().is_none_or(|l| l.out.is_empty())
             && self.buffer.is_empty()
     }
@@ -233,8 +268,7 @@ impl<P: Protocol> Driver<P> {
             return false;
         };
         force
-            || out.carry.is_some()
-            || out.events >= self.s.max_events
+            || out.is_full(self.s.max_events)
             // Written "in the future": the clock stepped back; do not wait.
             || now_ms < oldest
             || now_ms - oldest >= self.flush_age_ms()
@@ -302,24 +336,59 @@ impl<P: Protocol> Driver<P> {
         for lane in [LaneId::Main, LaneId::Live] {
             if let Some(l) = self.lane_mut(lane) {
                 l.out.clear();
+                l.next.clear();
                 l.protocol.clear();
             }
         }
         self.backlog = false;
     }
 
-    /// Reads buffered batches into the lane's protocol until the next does
-    /// not fit (or would make the request span an id it must not) or none
-    /// is left.
     /// Fills the main lane's request, adding the time it takes (reading
-    /// the buffer back) to the request's.
+    /// the buffer back) to the request's. While a request is encoded,
+    /// fills the one after it instead: that time is not the request's.
     fn fill_main(&mut self, cx: &SinkContext) -> Result<(), ComponentError> {
+        if self.main.out.body.is_some() {
+            return self.prefill(cx);
+        }
         let started = Instant::now();
         let filled = self.fill(LaneId::Main, cx);
         self.filling += started.elapsed();
         filled
     }
 
+    /// In order, while the main lane's request is encoded (in flight, or
+    /// waiting to be sent again): reads the request after it, and encodes
+    /// that once it is full, so it can go out as soon as the answer came.
+    pub(super) fn prefill(&mut self, cx: &SinkContext) -> Result<(), ComponentError> {
+        if !self.reads_ahead
+            || self.backlog
+            || self.main.out.body.is_none()
+            || self.main.next.sealed()
+        {
+            return Ok(());
+        }
+        self.fill(LaneId::Main, cx)?;
+        let next = &mut self.main.next;
+        if let (true, true, Some(first), Some(last)) = (
+            self.main.protocol.encodes_ahead(),
+            next.is_full(self.s.max_events),
+            next.first_id(),
+            next.last_id(),
+        ) {
+            match self.main.protocol.encode(first, last) {
+                Ok(b) => next.body = Some(b),
+                // Handled once it is the lane's request.
+                Err(e) => next.failed = Some(e),
+            }
+            self.main.protocol.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads buffered batches into the lane's protocol until the next does
+    /// not fit (or would make the request span an id it must not) or none
+    /// is left: into the lane's request, or while that is encoded, into
+    /// the main lane's next (see [`Driver::prefill`]).
     fn fill(&mut self, lane: LaneId, cx: &SinkContext) -> Result<(), ComponentError> {
         let max_events = self.s.max_events;
         let (l, buffer) = match lane {
@@ -329,14 +398,22 @@ impl<P: Protocol> Driver<P> {
                 None => return Ok(()),
             },
         };
-        if l.out.body.is_some() {
+        let out = if l.out.body.is_none() {
+            &mut l.out
+        } else if lane == LaneId::Main && self.reads_ahead && !self.backlog && !l.next.sealed() {
+            // The batch that did not fit the request starts the next.
+            if l.next.is_empty() {
+                l.next.carry = l.out.carry.take();
+            }
+            &mut l.next
+        } else {
             return Ok(());
-        }
+        };
         loop {
-            let next = match l.out.carry.take() {
+            let next = match out.carry.take() {
                 Some(b) => b,
                 None => {
-                    if l.out.events >= max_events {
+                    if out.events >= max_events {
                         return Ok(());
                     }
                     let read = match lane {
@@ -355,19 +432,19 @@ impl<P: Protocol> Driver<P> {
                     }
                 }
             };
-            if let Some(last) = l.out.last_id() {
+            if let Some(last) = out.last_id() {
                 let gap = match lane {
                     LaneId::Main => buffer.delivered_between(last, next.id),
                     LaneId::Live => next.id != last + 1,
                 };
                 if gap || !l.protocol.fits(&next.events) {
-                    l.out.carry = Some(next);
+                    out.carry = Some(next);
                     return Ok(());
                 }
             }
             let n = next.events.len();
-            l.out.batches.push((next.id, n, next.written_unix_ms));
-            l.out.events += n;
+            out.batches.push((next.id, n, next.written_unix_ms));
+            out.events += n;
             l.protocol.add(next.events);
         }
     }
@@ -379,7 +456,11 @@ impl<P: Protocol> Driver<P> {
         let (Some(first), Some(last)) = (l.out.first_id(), l.out.last_id()) else {
             return Ok(());
         };
-        match l.protocol.encode(first, last) {
+        let encoded = match l.out.failed.take() {
+            Some(e) => Err(e),
+            None => l.protocol.encode(first, last),
+        };
+        match encoded {
             Ok(b) => l.out.body = Some(b),
             Err(e) => {
                 // Not expected: the events decoded from the buffer.
@@ -393,13 +474,20 @@ impl<P: Protocol> Driver<P> {
         Ok(())
     }
 
-    /// Drops what was read for the lane's request (it was settled).
+    /// Drops what was read for the lane's request (it was settled): the
+    /// next one read (if any) becomes the lane's request.
     fn forget_request(&mut self, lane: LaneId) {
         if let Some(l) = self.lane_mut(lane) {
+            // The protocol holds the next request's batches until it is
+            // encoded; else what it holds is the settled request's.
+            if l.next.batches.is_empty() || l.next.sealed() {
+                l.protocol.clear();
+            }
             let carry = l.out.carry.take();
-            l.out.clear();
-            l.out.carry = carry;
-            l.protocol.clear();
+            l.out = std::mem::take(&mut l.next);
+            if l.out.carry.is_none() {
+                l.out.carry = carry;
+            }
         }
     }
 
@@ -584,6 +672,7 @@ impl<P: Protocol> Driver<P> {
         match lane {
             LaneId::Main => {
                 self.main.out.clear();
+                self.main.next.clear();
                 self.main.protocol.clear();
                 self.buffer.rewind();
             }

@@ -12,7 +12,11 @@
 //!   backlog is compacted when no request awaits an answer).
 //! - Buffered batches are read oldest first into the protocol until it says
 //!   the next does not fit; a request goes out once `max_events` are in, the
-//!   oldest is due, or more batches are waiting (a backlog). `batch_timeout`
+//!   oldest is due, or more batches are waiting (a backlog). While a request
+//!   waits for its answer, the next is read (and encoded once full, when
+//!   the protocol [encodes ahead](Protocol::encodes_ahead)), so it goes
+//!   out as soon as the answer came; not under `drop_oldest`, where
+//!   batches read for a request can no longer make room. `batch_timeout`
 //!   is the oldest batch's latency budget: the request goes out that long
 //!   after it was buffered minus what a request may take (the smoothed
 //!   mean plus four mean deviations, as TCP's retransmission timeout; at
@@ -134,6 +138,13 @@ pub(crate) trait Protocol: Send {
     {
         None
     }
+    /// Whether the next request may be encoded while one waits for its
+    /// answer: whether sending a request again and reading its answer need
+    /// nothing of the protocol but the request's body and ids (see
+    /// `lanes.rs`); by default they do not.
+    fn encodes_ahead(&self) -> bool {
+        true
+    }
 }
 
 /// What a peer that accepted a request said it dropped of it.
@@ -213,6 +224,10 @@ struct Driver<P> {
     /// How long delivered requests took: the smoothed mean and mean
     /// deviation (ms).
     request_ms: Option<(f64, f64)>,
+    /// Whether the main lane reads its next request while one is in
+    /// flight: not under `drop_oldest`, whose buffer can drop only
+    /// batches not read for a request.
+    reads_ahead: bool,
 }
 
 /// Runs a buffered sink until its input closed and it flushed.
@@ -244,6 +259,7 @@ pub(crate) async fn deliver<P: Protocol>(
         request_started: None,
         filling: Duration::ZERO,
         request_ms: None,
+        reads_ahead: policy != WhenFull::DropOldest,
         s,
         main: Lane::new(protocol),
         live,
@@ -287,6 +303,8 @@ pub(crate) async fn deliver<P: Protocol>(
         {
             in_flight = Some((lane, f));
         }
+        // While the request waits for its answer, the next one is read.
+        d.prefill(&cx)?;
         if closing && d.holds_nothing() {
             break;
         }

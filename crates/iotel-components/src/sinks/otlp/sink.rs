@@ -206,6 +206,12 @@ impl Protocol for OtlpProtocol {
         self.signal = None;
     }
 
+    /// A request's path and the reading of its answer follow the signal
+    /// it was encoded with, which the protocol remembers.
+    fn encodes_ahead(&self) -> bool {
+        false
+    }
+
     fn request(&self, body: Bytes, _first: u64, _last: u64, _oldest: u64) -> http::Request<Body> {
         let Transport::Http {
             traces,

@@ -382,6 +382,42 @@ retry = { initial_backoff = "10ms" }"#,
 }
 
 #[tokio::test]
+async fn requests_read_while_one_is_retried_go_out_after_it_in_order() {
+    let gate = Arc::new(Notify::new());
+    let mut stalled = reply(503);
+    stalled.gate = Some(gate.clone());
+    let peer = Peer::start(vec![stalled]).await;
+    let sink = start(
+        &endpoint(&peer),
+        r#"batch = { max_samples = 2, timeout = "1h" }
+retry = { initial_backoff = "10ms" }"#,
+    );
+    sink.send(samples(0..2)).await;
+    eventually("the first request", || peer.requests() == 1).await;
+    // Read (and the first of them encoded) while the first waits for its
+    // answer, which is a failure: the first goes again before them.
+    sink.send(samples(2..4)).await;
+    sink.send(samples(4..6)).await;
+    sink.send(samples(6..7)).await;
+    gate.notify_one();
+    // The last sample waits for the batch timeout, or the close.
+    eventually("delivery", || sink.sent() == 6).await;
+    let metrics = sink.close().await;
+    assert_eq!(
+        values(&peer),
+        [
+            series(0..2),
+            series(0..2),
+            series(2..4),
+            series(4..6),
+            series(6..7)
+        ]
+    );
+    assert_eq!(metrics.errors("http_5xx").get(), 1);
+    assert_eq!(metrics.sent_total(), 7);
+}
+
+#[tokio::test]
 async fn closing_the_input_flushes_without_waiting_for_the_batch_timeout() {
     let peer = Peer::start(vec![]).await;
     let sink = start(&endpoint(&peer), r#"batch = { timeout = "1h" }"#);
