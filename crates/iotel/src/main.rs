@@ -9,6 +9,7 @@ mod lint;
 #[cfg(feature = "loadgen")]
 mod loadgen;
 mod node;
+mod status;
 
 use clap::Parser;
 use std::process::ExitCode;

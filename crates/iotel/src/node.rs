@@ -60,6 +60,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
             api_tls,
             registry.clone(),
             topology.ready(),
+            std::sync::Arc::new(crate::status::Node::of(&loaded)),
         ));
     }
     tracing::info!(config = %loaded.file, components = loaded.components.len(), "iotel started");

@@ -410,6 +410,7 @@ struct Gauges {
     records: Gauge,
     events: Gauge,
     oldest_age_seconds: Gauge,
+    fill_ratio: Gauge,
 }
 
 impl Gauges {
@@ -434,6 +435,12 @@ impl Gauges {
             events: r.gauge(
                 "iotel_buffer_events",
                 "Events in the batches waiting in a sink's buffer.",
+                &labels,
+            ),
+            fill_ratio: r.gauge(
+                "iotel_buffer_fill_ratio",
+                "How full a sink's buffer is, 0 to 1: events of its max_events in memory, bytes \
+                 of its max_size on disk.",
                 &labels,
             ),
             oldest_age_seconds: r.gauge(
@@ -734,5 +741,6 @@ impl SinkBuffer {
     /// itself). Drop counters are counted as drops happen.
     pub fn update_metrics(&self) {
         self.gauges.set(&self.stats());
+        self.gauges.fill_ratio.set(self.fill_ratio());
     }
 }

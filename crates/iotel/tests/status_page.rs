@@ -1,0 +1,244 @@
+//! The status page, as a browser shows it: a real node, and Debian's
+//! Chromium in headless mode loading the page from the node's API, running
+//! its script against the live JSON, and printing the DOM and a screenshot.
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use util::{Iotel, free_port, http_get, wait_for};
+
+/// Debian's Chromium; `None` when it is not installed, except under
+/// `CI=true`, where that fails the test.
+fn chromium() -> Option<&'static Path> {
+    let bin = Path::new("/usr/bin/chromium");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "`chromium` is not installed (Debian package `chromium`); scripts/test installs it"
+    );
+    eprintln!("skipped: chromium is not installed (Debian package `chromium`)");
+    None
+}
+
+/// Runs headless Chromium on `url` with `args`, in its own profile dir,
+/// giving the page's script `budget_ms` of (virtual) time.
+fn headless(bin: &Path, url: &str, budget_ms: u32, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+            "--window-size=1400,900",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The text of the first element after `marker` in `dom`, up to the next tag.
+fn text_after<'a>(dom: &'a str, marker: &str) -> &'a str {
+    let at = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} is not in the page:\n{dom}"));
+    let rest = &dom[at + marker.len()..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap();
+    &rest[start..start + end]
+}
+
+#[test]
+fn the_status_page_draws_the_graph_with_each_components_counts_and_buffer() {
+    let Some(bin) = chromium() else {
+        return;
+    };
+    // A remote-write peer that is not there: its sink's errors, buffer and
+    // age grow. A filter that drops the lines with a 3 in them: discards.
+    let dead = free_port();
+    let node = Iotel::start(
+        "agent",
+        &format!(
+            r#"
+[api]
+address = "{{API}}"
+
+[sources.lines]
+type = "generator"
+signal = "log"
+interval = "50ms"
+batch_size = 10
+count = 100
+
+[sources.readings]
+type = "generator"
+signal = "metric"
+interval = "100ms"
+batch_size = 5
+
+[transforms.quiet]
+type = "filter"
+inputs = ["lines"]
+selector = '{{}} |= "3"'
+action = "drop"
+
+[sinks.archive]
+type = "file"
+inputs = ["quiet"]
+path = "{{DIR}}/lines.ndjson"
+
+[sinks.central]
+type = "prometheus_remote_write"
+inputs = ["readings"]
+endpoint = "http://127.0.0.1:{dead}/api/v1/write"
+buffer = {{ type = "disk", max_size = "64MiB" }}
+"#
+        ),
+        &[],
+    );
+    // Every line generated and filtered; the sink to nowhere failed.
+    wait_for("the lines and a failure", Duration::from_secs(30), || {
+        let archived = node.metric(
+            "iotel_component_sent_events_total",
+            &[r#"component_id="archive""#],
+        );
+        let failed = node.metric(
+            "iotel_component_errors_total",
+            &[r#"component_id="central""#],
+        );
+        (archived == 81.0 && failed > 0.0).then_some(())
+    });
+    let (status, content_type, _) = http_get(node.api, "/", None).unwrap();
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+
+    let url = format!("http://{}/", node.api);
+    let dom = headless(bin, &url, 5000, &["--dump-dom"]);
+    // The script ran against the node and says so.
+    assert_eq!(text_after(&dom, r#"id="state""#), "live");
+    assert!(text_after(&dom, r#"id="config""#).ends_with("iotel.toml"));
+    // The graph: a box per component, an arrow per input.
+    for id in ["lines", "readings", "quiet", "archive", "central"] {
+        assert!(
+            dom.contains(&format!(r#"data-component="{id}" transform="translate("#)),
+            "no box for {id}:\n{dom}"
+        );
+    }
+    for (from, to) in [
+        ("lines", "quiet"),
+        ("quiet", "archive"),
+        ("readings", "central"),
+    ] {
+        assert!(
+            dom.contains(&format!(r#"data-from="{from}" data-to="{to}""#)),
+            "no arrow {from} → {to}:\n{dom}"
+        );
+    }
+    // The table: the filter's discards by reason, the failing sink's
+    // errors and its buffer.
+    let row = |id: &str| {
+        let start = dom.find(&format!(r#"<tr data-component="{id}">"#)).unwrap();
+        let end = dom[start..].find("</tr>").unwrap();
+        dom[start..start + end].to_string()
+    };
+    let quiet = row("quiet");
+    assert!(
+        quiet.contains(
+            r#"<td class="num warn" title="{&quot;filtered&quot;:19}">19 (filtered 19)</td>"#
+        ),
+        "{quiet}"
+    );
+    let central = row("central");
+    assert!(
+        central.contains("<td>prometheus_remote_write</td>"),
+        "{central}"
+    );
+    assert!(central.contains(r#"<td class="num bad""#), "{central}");
+    // A few hundred events of 64 MiB: hundredths of a percent.
+    assert!(
+        central.contains(r#"<td class="buffer"><span class="gauge" title="0.0% full"><i style="width:0%"></i></span>0.0"#),
+        "{central}"
+    );
+    assert!(central.contains(" events, oldest "), "{central}");
+    assert!(central.ends_with(r#"<td class="num">–</td>"#), "{central}");
+    assert!(central.contains(" MiB</td>"), "{central}");
+    assert!(row("archive").contains(r#"<td class="buffer"><span class="mute">–</span>"#));
+    assert_eq!(
+        text_after(&dom, r#"<td colspan="3" class="mute""#),
+        "no TLS in use"
+    );
+
+    // And as a picture: a PNG of the window's size.
+    let shot = node.dir().join("status.png");
+    headless(
+        bin,
+        &url,
+        5000,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1400, 900));
+    assert!(png.len() > 20_000, "a blank page? {} bytes", png.len());
+}
+
+#[test]
+fn the_components_json_has_the_graph_and_totals() {
+    let node = Iotel::start(
+        "agent",
+        r#"
+[api]
+address = "{API}"
+
+[sources.lines]
+type = "generator"
+signal = "log"
+interval = "1h"
+batch_size = 30
+
+[sinks.archive]
+type = "file"
+inputs = ["lines"]
+path = "{DIR}/lines.ndjson"
+"#,
+        &[],
+    );
+    let json = wait_for("every line archived", Duration::from_secs(30), || {
+        let (status, content_type, body) = http_get(node.api, "/api/v1/components", None)?;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (json["components"][1]["sent"] == 30).then_some(json)
+    });
+    assert_eq!(
+        json["node"]["components"],
+        serde_json::json!([
+            {"id": "lines", "kind": "source", "type": "generator", "inputs": []},
+            {"id": "archive", "kind": "sink", "type": "file", "inputs": ["lines"]},
+        ])
+    );
+    assert_eq!(json["components"][0]["id"], "lines");
+    assert_eq!(json["components"][0]["sent"], 30);
+    assert_eq!(json["components"][1]["received"], 30);
+    assert_eq!(json["components"][1]["errors"], 0);
+}
