@@ -43,6 +43,10 @@ pub enum Command {
     /// Check expositions for grammar and naming conventions.
     #[command(subcommand)]
     Lint(crate::lint::LintCommand),
+    /// A live view of a running node: each component's rates, errors,
+    /// drops and buffers.
+    #[cfg(feature = "top")]
+    Top(crate::top::TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +117,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "loadgen")]
         Command::Loadgen(a) => crate::loadgen::run(*a),
         Command::Lint(c) => Ok(crate::lint::run(c)),
+        #[cfg(feature = "top")]
+        Command::Top(a) => crate::top::run(a),
     }
 }
 

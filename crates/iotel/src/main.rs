@@ -2,6 +2,8 @@
 //! library crates; everything else lives there.
 
 mod api;
+#[cfg(feature = "top")]
+mod api_client;
 #[cfg(feature = "certs")]
 mod certs;
 mod cli;
@@ -10,6 +12,8 @@ mod lint;
 mod loadgen;
 mod node;
 mod status;
+#[cfg(feature = "top")]
+mod top;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -242,3 +242,122 @@ path = "{DIR}/lines.ndjson"
     assert_eq!(json["components"][1]["received"], 30);
     assert_eq!(json["components"][1]["errors"], 0);
 }
+
+/// Runs `iotel top` with `args`: exit code, stdout, stderr.
+fn top(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iotel"))
+        .arg("top")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn top_in_batch_mode_prints_a_table_per_reading() {
+    let node = Iotel::start(
+        "agent",
+        r#"
+[api]
+address = "{API}"
+
+[sources.lines]
+type = "generator"
+signal = "log"
+interval = "1h"
+batch_size = 30
+
+[sinks.archive]
+type = "file"
+inputs = ["lines"]
+path = "{DIR}/lines.ndjson"
+"#,
+        &[],
+    );
+    wait_for("every line archived", Duration::from_secs(30), || {
+        (node.metric(
+            "iotel_component_sent_events_total",
+            &[r#"component_id="archive""#],
+        ) == 30.0)
+            .then_some(())
+    });
+    let api = node.api.to_string();
+    let (code, stdout, stderr) = top(&["--api", &api, "--batch", "2", "--interval", "200ms"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    for table in lines.chunks(4) {
+        assert!(
+            table[0].starts_with(&format!("iotel top · http://{api} · ")),
+            "{stdout}"
+        );
+        assert!(table[1].starts_with("COMPONENT"), "{stdout}");
+        let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            cols(table[2]),
+            [
+                "lines",
+                "source",
+                "generator",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0",
+                "-",
+                "-",
+                "-"
+            ]
+        );
+        assert_eq!(
+            cols(table[3]),
+            [
+                "archive", "sink", "file", "0", "0", "0", "0", "0", "-", "-", "-"
+            ]
+        );
+    }
+    // Only what the filter names.
+    let (code, stdout, _) = top(&["--api", &api, "--batch", "1", "--filter", "sink"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stdout.lines().nth(2).unwrap().starts_with("archive"));
+}
+
+#[test]
+fn top_says_when_the_node_is_down_or_not_an_iotel_node() {
+    let closed = free_port();
+    let (code, stdout, stderr) = top(&[
+        "--api",
+        &format!("127.0.0.1:{closed}"),
+        "--batch",
+        "2",
+        "--interval",
+        "100ms",
+    ]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    let expected = format!(
+        "cannot reach the node API at http://127.0.0.1:{closed}: Connection refused (os error \
+         111) (is the node running, with [api] address there?); reading again in 100ms\n"
+    );
+    assert_eq!(stderr, expected.repeat(2));
+
+    let other = util::serve_exposition("up 1\n");
+    let (code, _, stderr) = top(&["--api", &other.to_string(), "--batch", "1"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!(
+            "http://{other}/api/v1/components answered, but not with an iotel node's JSON ("
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(&format!(
+            "): is http://{other} an iotel node API?; reading again in 1s\n"
+        )),
+        "{stderr}"
+    );
+}
