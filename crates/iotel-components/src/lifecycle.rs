@@ -17,9 +17,11 @@ pub const DEVICE_BOOT: &str = "device.boot";
 pub const DEVICE_CRASH: &str = "device.crash";
 /// The firmware label of the device's info metric changed.
 pub const FIRMWARE_CHANGED: &str = "device.firmware.changed";
-/// A device announces an upgrade (devices that report their own steps).
+/// An upgrade started: sent by the device, or by the agent when an update
+/// tool's marker file appears.
 pub const UPGRADE_START: &str = "device.firmware.upgrade.start";
-/// A device reports an upgrade's result (devices that report their own steps).
+/// An upgrade's result: sent by the device, or by the agent when the
+/// marker file goes.
 pub const UPGRADE_END: &str = "device.firmware.upgrade.end";
 /// An upgrade started and reported nothing back within the timeout.
 pub const UPGRADE_TIMEOUT: &str = "device.firmware.upgrade.timeout";

@@ -15,7 +15,11 @@
 //! `device_boot_time_seconds`, `device_uptime_seconds`, `device_boots_total`,
 //! `device_firmware_changes_total` and `iotel_agent_restarts_total{reason}`,
 //! and, when something happened, the log events `device.boot`,
-//! `device.crash`, `device.firmware.changed` and `iotel.agent.restart`.
+//! `device.crash`, `device.firmware.changed` and `iotel.agent.restart` —
+//! and, with an `upgrade_marker_file`, `device.firmware.upgrade.start` when
+//! the update tool's marker appears and `device.firmware.upgrade.end` when
+//! it goes (a gateway's `device_lifecycle` transform flags an upgrade that
+//! never ends, even when the device never comes back).
 //!
 //! A boot is a changed boot id; without a boot id, an uptime that went back
 //! or grew less than the time that passed ([`detect::new_boot`]). The last
@@ -44,7 +48,7 @@ use iotel_model::{
 };
 use serde::Deserialize;
 use serde_json::Value;
-use state::{State, StateFile};
+use state::{State, StateFile, Upgrade};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +88,11 @@ pub struct Config {
     /// A file whose first line is the device's model; none by default.
     #[serde(default)]
     pub model_file: Option<PathBuf>,
+    /// A file the update tool writes when an upgrade starts (its first
+    /// line the target version, or empty) and removes when it is over;
+    /// none by default.
+    #[serde(default)]
+    pub upgrade_marker_file: Option<PathBuf>,
 }
 
 fn default_interval() -> Duration {
@@ -129,6 +138,7 @@ impl Config {
         let mut config = self.clone();
         config.firmware_file = cx.resolve(&self.firmware_file);
         config.model_file = self.model_file.as_deref().map(|p| cx.resolve(p));
+        config.upgrade_marker_file = self.upgrade_marker_file.as_deref().map(|p| cx.resolve(p));
         Ok(Box::new(LifecycleSource { config }))
     }
 
@@ -392,6 +402,9 @@ impl Lifecycle {
                 }
             }
         }
+        if self.config.upgrade_marker_file.is_some() {
+            dirty |= self.upgrade(ts, metrics, &mut out);
+        }
         if dirty {
             self.save(metrics);
         }
@@ -569,6 +582,83 @@ impl Lifecycle {
                 detect::plain_value(t)
                     .ok_or_else(|| "expected the firmware version on the first line".to_string())
             }),
+        }
+    }
+
+    /// An upgrade starts when the marker file appears and ends when it
+    /// goes: `ok` when the firmware changed meanwhile, else `failed` (the
+    /// device rolled back, or the tool gave up). Whether the state changed.
+    fn upgrade(&mut self, ts: i64, metrics: &ComponentMetrics, out: &mut Reading) -> bool {
+        let Some(path) = self.config.upgrade_marker_file.clone() else {
+            return false;
+        };
+        let marker = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(detect::plain_value(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                // Unreadable: neither started nor over.
+                self.unavailable(&path, &e.to_string(), metrics);
+                return false;
+            }
+        };
+        let firmware = self.state.firmware.clone();
+        let version = |v: &Option<String>| v.as_deref().map(Value::from);
+        match (marker, self.state.upgrade.take()) {
+            (Some(to), None) => {
+                let mut attrs = Vec::new();
+                if let Some(f) = version(&firmware) {
+                    attrs.push((names::FIRMWARE_FROM, f));
+                }
+                if let Some(t) = version(&to) {
+                    attrs.push((names::FIRMWARE_TO, t));
+                }
+                out.events.push(event(
+                    ts,
+                    names::UPGRADE_START,
+                    Severity::Info,
+                    format!(
+                        "a firmware upgrade started{}",
+                        to.as_deref().map_or(String::new(), |t| format!(" to {t}"))
+                    ),
+                    attrs,
+                ));
+                self.state.upgrade = Some(Upgrade { from: firmware, to });
+                true
+            }
+            (None, Some(up)) => {
+                let ok = firmware.is_some() && firmware != up.from;
+                let mut attrs = vec![(
+                    names::FIRMWARE_RESULT,
+                    Value::from(if ok { "ok" } else { "failed" }),
+                )];
+                if let Some(f) = version(&up.from) {
+                    attrs.push((names::FIRMWARE_FROM, f));
+                }
+                if let Some(t) = version(&if ok { firmware } else { up.to }) {
+                    attrs.push((names::FIRMWARE_TO, t));
+                }
+                let (severity, message) = if ok {
+                    (Severity::Info, "the firmware upgrade is over: ok")
+                } else {
+                    (
+                        Severity::Error,
+                        "the firmware upgrade is over and the firmware did not change: failed",
+                    )
+                };
+                out.events.push(event(
+                    ts,
+                    names::UPGRADE_END,
+                    severity,
+                    message.into(),
+                    attrs,
+                ));
+                true
+            }
+            (Some(_), Some(up)) => {
+                self.state.upgrade = Some(up);
+                false
+            }
+            (None, None) => false,
         }
     }
 

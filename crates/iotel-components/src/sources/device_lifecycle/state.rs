@@ -36,6 +36,18 @@ pub struct State {
     pub firmware_changes_total: u64,
     pub agent_restarts_clean_total: u64,
     pub agent_restarts_crash_total: u64,
+    /// An upgrade under way: the update tool's marker file was seen.
+    #[serde(default)]
+    pub upgrade: Option<Upgrade>,
+}
+
+/// An upgrade the agent saw start. Do not rename fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// The firmware when it started.
+    pub from: Option<String>,
+    /// The version the marker named, if any.
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone)]

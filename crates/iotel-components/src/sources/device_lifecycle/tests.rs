@@ -40,6 +40,7 @@ fn config(root: &Path) -> Config {
         firmware_format: FirmwareFormat::OsRelease,
         firmware_key: None,
         model_file: None,
+        upgrade_marker_file: None,
     }
 }
 
@@ -346,6 +347,85 @@ fn a_plain_firmware_file_and_a_device_tree_model_label_the_info_metric() {
         values(&r.metrics)[0],
         r#"device_info{firmware="v7.1-rc2",model="Acme Gateway Rev B"} 1"#
     );
+}
+
+#[test]
+fn an_update_tools_marker_starts_an_upgrade_and_its_removal_ends_it_ok_or_failed() {
+    let dir = fixture();
+    let r = dir.path();
+    let mut cfg = config(r);
+    cfg.upgrade_marker_file = Some(r.join("run/upgrade"));
+    let m = metrics();
+    let mut lc = Lifecycle::open(cfg.clone(), &r.join("state"), &m);
+    assert!(lc.read(T0, Instant::now(), &m).events.is_empty());
+
+    write(r, "run/upgrade", "2.5.0\n");
+    let got = events(&lc.read(T0 + 30_000, Instant::now(), &m));
+    assert_eq!(
+        got,
+        [json!({
+            "severity": "Info",
+            "message": "a firmware upgrade started to 2.5.0",
+            "fields": {
+                "event.name": "device.firmware.upgrade.start",
+                "firmware.from": "2.4.1",
+                "firmware.to": "2.5.0",
+            },
+        })]
+    );
+    lc.stop(&m);
+
+    // The device reboots into 2.5.0; the tool removes its marker.
+    let mut lc = Lifecycle::open(cfg.clone(), &r.join("state"), &m);
+    write(r, "proc/sys/kernel/random/boot_id", &format!("{BOOT_B}\n"));
+    write(r, "proc/uptime", "15.00 1.00\n");
+    write(r, "etc/os-release", "VERSION_ID=2.5.0\n");
+    let got = events(&lc.read(T0 + 120_000, Instant::now(), &m));
+    let names: Vec<_> = got
+        .iter()
+        .map(|e| e["fields"]["event.name"].clone())
+        .collect();
+    // The marker is still there: no second start.
+    assert_eq!(
+        names,
+        [json!("device.boot"), json!("device.firmware.changed")]
+    );
+    fs::remove_file(r.join("run/upgrade")).unwrap();
+    let got = events(&lc.read(T0 + 150_000, Instant::now(), &m));
+    assert_eq!(
+        got,
+        [json!({
+            "severity": "Info",
+            "message": "the firmware upgrade is over: ok",
+            "fields": {
+                "event.name": "device.firmware.upgrade.end",
+                "firmware.result": "ok",
+                "firmware.from": "2.4.1",
+                "firmware.to": "2.5.0",
+            },
+        })]
+    );
+
+    // Another one, after which the firmware is what it was.
+    write(r, "run/upgrade", "2.6.0\n");
+    lc.read(T0 + 180_000, Instant::now(), &m);
+    fs::remove_file(r.join("run/upgrade")).unwrap();
+    let got = events(&lc.read(T0 + 210_000, Instant::now(), &m));
+    assert_eq!(
+        got,
+        [json!({
+            "severity": "Error",
+            "message": "the firmware upgrade is over and the firmware did not change: failed",
+            "fields": {
+                "event.name": "device.firmware.upgrade.end",
+                "firmware.result": "failed",
+                "firmware.from": "2.5.0",
+                "firmware.to": "2.6.0",
+            },
+        })]
+    );
+    assert!(lc.read(T0 + 240_000, Instant::now(), &m).events.is_empty());
+    assert_eq!(m.errors("sensor_unavailable").get(), 0);
 }
 
 /// Captures what the component logs.
