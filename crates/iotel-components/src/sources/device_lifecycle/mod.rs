@@ -312,13 +312,16 @@ impl Lifecycle {
         let mut dirty = false;
         let ts = wall_ms.saturating_mul(1_000_000);
 
-        let (verdict, before, shutdown) = match (&self.last, &self.previous) {
+        // Within this run, against the last reading; at the first reading
+        // that can tell, against what the previous run left.
+        let (verdict, before, shutdown, across_runs) = match (&self.last, &self.previous) {
             (Some((last, at, _)), _) => {
                 let elapsed = mono.saturating_duration_since(*at).as_secs_f64();
                 (
                     new_boot(last, &boot, Some(elapsed)),
                     last.boot_id.clone(),
                     PreviousShutdown::Unknown,
+                    false,
                 )
             }
             (None, Some(prev)) => {
@@ -336,15 +339,18 @@ impl Lifecycle {
                     new_boot(&before, &boot, Some(elapsed)),
                     prev.boot_id.clone(),
                     shutdown,
+                    true,
                 )
             }
-            (None, None) => (Verdict::CannotTell, None, PreviousShutdown::Unknown),
+            (None, None) => (Verdict::CannotTell, None, PreviousShutdown::Unknown, false),
         };
-        if verdict == Verdict::SameBoot && self.previous.is_some() {
+        if across_runs && verdict == Verdict::SameBoot {
             self.agent_restart(ts, shutdown, &mut out);
             dirty = true;
         }
-        if verdict != Verdict::CannotTell {
+        // Compared with the previous run once; this run's readings go on
+        // from the first one taken.
+        if across_runs && verdict != Verdict::CannotTell || self.last.is_some() {
             self.previous = None;
         }
         if let Verdict::NewBoot(by) = verdict {

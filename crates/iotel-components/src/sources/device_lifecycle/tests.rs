@@ -237,6 +237,29 @@ fn an_agent_restart_on_the_same_boot_is_a_restart_not_a_boot() {
 }
 
 #[test]
+fn a_restart_is_told_at_the_first_reading_that_can_tell_and_only_once() {
+    let dir = fixture();
+    let r = dir.path();
+    let m = metrics();
+    let mut lc = open(r, &m);
+    lc.read(T0, Instant::now(), &m);
+    lc.stop(&m);
+
+    // Restarted while procfs cannot be read: nothing told yet.
+    fs::rename(r.join("proc"), r.join("proc.away")).unwrap();
+    let mut lc = open(r, &m);
+    let start = Instant::now();
+    assert!(lc.read(T0 + 60_000, start, &m).events.is_empty());
+    fs::rename(r.join("proc.away"), r.join("proc")).unwrap();
+    write(r, "proc/uptime", "190.25 1.00\n");
+    let got = events(&lc.read(T0 + 90_000, start + StdDuration::from_secs(30), &m));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["fields"]["iotel.agent.restart.reason"], "clean");
+    let later = lc.read(T0 + 120_000, start + StdDuration::from_secs(60), &m);
+    assert!(later.events.is_empty(), "{:?}", events(&later));
+}
+
+#[test]
 fn without_a_boot_id_an_uptime_that_went_back_is_a_boot() {
     let dir = fixture();
     fs::remove_file(dir.path().join("proc/sys/kernel/random/boot_id")).unwrap();
