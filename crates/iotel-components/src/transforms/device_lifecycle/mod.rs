@@ -32,8 +32,11 @@
 //! A transform runs when a batch arrives, so timeouts are checked then: on a
 //! gateway, where batches arrive all the time, a timeout is flagged within
 //! moments of its deadline; with no traffic at all, at the next batch. The
-//! clock is injectable ([`Clock`]), so tests step it.
+//! clock is injectable ([`Clock`]), so tests step it. Each device's last
+//! firmware and the upgrades under way are kept across a clean restart of
+//! the node in its data dir ([`state`]).
 
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -107,11 +110,10 @@ impl Config {
     /// # Errors
     /// None today; the signature is every component's.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Transform>, Problem> {
-        Ok(Box::new(DeviceLifecycle::new(
-            self.clone(),
-            Clock::System,
-            &cx.metrics,
-        )))
+        let store = state::StateFile::in_dir(&cx.data_dir.join("device_lifecycle").join(&cx.id));
+        Ok(Box::new(
+            DeviceLifecycle::new(self.clone(), Clock::System, &cx.metrics).with_state(store),
+        ))
     }
 }
 
@@ -164,6 +166,8 @@ pub struct DeviceLifecycle {
     routed: Vec<LogRecord>,
     metrics: ComponentMetrics,
     timeouts: Counter,
+    /// Where what it remembers is kept across restarts of the node.
+    store: Option<state::StateFile>,
 }
 
 impl DeviceLifecycle {
@@ -181,6 +185,80 @@ impl DeviceLifecycle {
             routed: Vec::new(),
             metrics: metrics.clone(),
             timeouts,
+            store: None,
+        }
+    }
+
+    /// Remembers across restarts in `store`: loads what it holds now, and
+    /// saves when the node stops. A file that cannot be read is reported
+    /// and counted (`error_code="state_unreadable"`); the transform then
+    /// starts empty.
+    fn with_state(mut self, store: state::StateFile) -> Self {
+        match store.load() {
+            Ok(Some(saved)) => self.restore(saved),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(
+                    component = %self.metrics.id(),
+                    "device_lifecycle: starting without the remembered devices: {e}"
+                );
+                self.metrics.error("state_unreadable");
+            }
+        }
+        self.store = Some(store);
+        self
+    }
+
+    fn restore(&mut self, saved: state::Saved) {
+        for d in saved.devices {
+            let upgrade = d.upgrade.map(|u| Pending {
+                deadline_ms: u.deadline_unix_ms,
+                from: u.from,
+                to: u.to,
+                trace_id: u.trace_id,
+                labels: Labels::from_pairs(u.labels),
+            });
+            if let Some(p) = &upgrade {
+                self.deadlines.insert((p.deadline_ms, d.id.clone()));
+            }
+            self.devices.insert(
+                d.id,
+                Device {
+                    firmware: d.firmware,
+                    reports_changes: d.reports_changes,
+                    upgrade,
+                    ended_trace: d.ended_trace,
+                },
+            );
+        }
+    }
+
+    fn snapshot(&self) -> state::Saved {
+        let mut devices: Vec<state::SavedDevice> = self
+            .devices
+            .iter()
+            .map(|(id, d)| state::SavedDevice {
+                id: id.clone(),
+                firmware: d.firmware.clone(),
+                reports_changes: d.reports_changes,
+                ended_trace: d.ended_trace.clone(),
+                upgrade: d.upgrade.as_ref().map(|p| state::SavedUpgrade {
+                    deadline_unix_ms: p.deadline_ms,
+                    from: p.from.clone(),
+                    to: p.to.clone(),
+                    trace_id: p.trace_id.clone(),
+                    labels: p
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.to_string(), l.value.to_string()))
+                        .collect(),
+                }),
+            })
+            .collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        state::Saved {
+            version: 0,
+            devices,
         }
     }
 
@@ -402,6 +480,20 @@ impl Transform for DeviceLifecycle {
         }
         self.expire();
         out.push(events);
+    }
+
+    fn flush(&mut self, _out: &mut Vec<Events>) {
+        self.expire();
+        if let Some(store) = &self.store
+            && let Err(e) = store.save(&self.snapshot())
+        {
+            tracing::warn!(
+                component = %self.metrics.id(),
+                "device_lifecycle: the devices' firmware and upgrades under way are not kept \
+                 for the next start: {e}"
+            );
+            self.metrics.error("state_write_failed");
+        }
     }
 
     fn routed(&mut self, out: &mut Vec<(&'static str, Events)>) {

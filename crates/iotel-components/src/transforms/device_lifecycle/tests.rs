@@ -310,3 +310,79 @@ fn config_problems_name_the_key() {
     let e = toml::from_str::<Config>("timeout = \"1m\"").unwrap_err();
     assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
 }
+
+fn harness_in(toml_text: &str, dir: &std::path::Path, at: i64) -> Harness {
+    let mut h = harness(toml_text);
+    h.at(at);
+    let config: Config = toml::from_str(toml_text).unwrap();
+    h.t = DeviceLifecycle::new(config, Clock::Manual(h.clock.clone()), &h.metrics)
+        .with_state(state::StateFile::in_dir(dir));
+    h
+}
+
+#[test]
+fn upgrades_under_way_and_firmware_survive_a_clean_restart_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness_in("", dir.path(), T0);
+    h.run(info("d1", "1.0", T0));
+    h.run(info("d2", "7.0", T0));
+    h.run(log(
+        "d1",
+        json!({"event.name": "device.firmware.upgrade.start", "firmware.to": "2.0"}),
+    ));
+    h.t.flush(&mut Vec::new());
+    assert!(!dir.path().join("devices.json.tmp").exists());
+
+    // The node starts again ten minutes later.
+    let mut h = harness_in("", dir.path(), T0 + 10 * MIN);
+    assert_eq!(h.t.pending(), 1);
+    assert_eq!(
+        h.run(info("d1", "1.0", T0 + 10 * MIN)),
+        Vec::<serde_json::Value>::new()
+    );
+    let changed = h.run(info("d2", "7.1", T0 + 10 * MIN));
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(
+        changed[0]["fields"],
+        json!({"event.name": "device.firmware.changed", "firmware.from": "7.0", "firmware.to": "7.1"})
+    );
+    // The deadline is the one set before the restart.
+    h.at(T0 + 30 * MIN);
+    let got = h.run(Events::Logs(vec![]));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["labels"], r#"{device_id="d1"}"#);
+    assert_eq!(
+        got[0]["fields"],
+        json!({
+            "event.name": "device.firmware.upgrade.timeout",
+            "firmware.result": "timeout",
+            "firmware.from": "1.0",
+            "firmware.to": "2.0",
+        })
+    );
+    assert_eq!(h.metrics.errors("state_write_failed").get(), 0);
+}
+
+#[test]
+fn an_unreadable_device_list_is_counted_and_the_transform_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("devices.json"),
+        "{\"version\": 9, \"devices\": []}",
+    )
+    .unwrap();
+    let mut h = harness_in("", dir.path(), T0);
+    assert_eq!(h.metrics.errors("state_unreadable").get(), 1);
+    assert_eq!(
+        h.run(info("d1", "1.0", T0)),
+        Vec::<serde_json::Value>::new()
+    );
+    // Replaced at the next clean stop.
+    h.t.flush(&mut Vec::new());
+    let saved = state::StateFile::in_dir(dir.path())
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.devices.len(), 1);
+    assert_eq!(saved.devices[0].firmware.as_deref(), Some("1.0"));
+}
