@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod http_util;
 pub(crate) mod id_ranges;
+pub mod lifecycle;
 pub mod native_protocol;
 #[cfg(all(test, feature = "nats"))]
 pub(crate) mod nats_server;

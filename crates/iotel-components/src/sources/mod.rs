@@ -1,6 +1,7 @@
 //! Every source type, in one enum.
 
 pub mod device_health;
+pub mod device_lifecycle;
 #[cfg(feature = "logs")]
 pub mod file_tail;
 pub mod generator;
@@ -35,6 +36,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum SourceConfig {
     DeviceHealth(device_health::Config),
+    DeviceLifecycle(device_lifecycle::Config),
     #[cfg(feature = "logs")]
     FileTail(file_tail::Config),
     Generator(generator::Config),
@@ -61,6 +63,7 @@ impl SourceConfig {
     /// Every type name, as written in `type = "..."`.
     pub const TYPES: &'static [&'static str] = &[
         "device_health",
+        "device_lifecycle",
         "file_tail",
         "generator",
         "internal_metrics",
@@ -96,6 +99,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::DeviceHealth(_) => "device_health",
+            SourceConfig::DeviceLifecycle(_) => "device_lifecycle",
             #[cfg(feature = "logs")]
             SourceConfig::FileTail(_) => "file_tail",
             SourceConfig::Generator(_) => "generator",
@@ -122,6 +126,9 @@ impl SourceConfig {
     pub fn signals(&self) -> SignalSet {
         match self {
             SourceConfig::Generator(c) => c.signals(),
+            // Its metrics every reading; a boot, a firmware change, a
+            // restart as log events.
+            SourceConfig::DeviceLifecycle(_) => SignalSet::METRICS.union(SignalSet::LOGS),
             #[cfg(feature = "logs")]
             SourceConfig::FileTail(c) => c.signals(),
             #[cfg(feature = "logs")]
@@ -147,6 +154,7 @@ impl SourceConfig {
     pub fn validate(&self) -> Vec<Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.validate(),
+            SourceConfig::DeviceLifecycle(c) => c.validate(),
             #[cfg(feature = "logs")]
             SourceConfig::FileTail(c) => c.validate(),
             SourceConfig::Generator(c) => c.validate(),
@@ -196,6 +204,7 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, Problem> {
         match self {
             SourceConfig::DeviceHealth(c) => c.build(cx),
+            SourceConfig::DeviceLifecycle(c) => c.build(cx),
             #[cfg(feature = "logs")]
             SourceConfig::FileTail(c) => c.build(cx),
             SourceConfig::Generator(c) => c.build(cx),

@@ -11,6 +11,7 @@ pub mod clock_skew;
 #[cfg(feature = "logs")]
 pub mod correlate;
 pub(crate) mod describe;
+pub mod device_lifecycle;
 #[cfg(feature = "logs")]
 pub mod device_trace;
 pub mod enrich;
@@ -49,6 +50,7 @@ pub enum TransformConfig {
     #[cfg(feature = "logs")]
     Correlate(correlate::Config),
     Enrich(enrich::Config),
+    DeviceLifecycle(device_lifecycle::Config),
     #[cfg(feature = "logs")]
     DeviceTrace(device_trace::Config),
     #[cfg(feature = "logs")]
@@ -77,6 +79,7 @@ impl TransformConfig {
         "clock_skew",
         "correlate",
         "enrich",
+        "device_lifecycle",
         "device_trace",
         "filter",
         "labels",
@@ -123,6 +126,7 @@ impl TransformConfig {
             #[cfg(feature = "logs")]
             TransformConfig::Correlate(_) => "correlate",
             TransformConfig::Enrich(_) => "enrich",
+            TransformConfig::DeviceLifecycle(_) => "device_lifecycle",
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(_) => "device_trace",
             #[cfg(feature = "logs")]
@@ -155,6 +159,9 @@ impl TransformConfig {
                 SignalSet::METRICS
             }
             TransformConfig::Enrich(_) => SignalSet::ALL,
+            // Everything passes unchanged; the lifecycle events it makes
+            // (logs) go to its output `events` (`output_signals`).
+            TransformConfig::DeviceLifecycle(_) => SignalSet::ALL,
             // Logs and metrics pass unchanged, so an OTLP source can feed it.
             #[cfg(feature = "otlp")]
             TransformConfig::ClockSkew(_) => SignalSet::ALL,
@@ -187,6 +194,7 @@ impl TransformConfig {
             TransformConfig::Schema(_) => &[schema::DEAD_LETTER],
             #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => &[anomaly::ANOMALIES],
+            TransformConfig::DeviceLifecycle(_) => &[device_lifecycle::EVENTS],
             _ => &[],
         }
     }
@@ -196,6 +204,7 @@ impl TransformConfig {
         match self {
             #[cfg(feature = "anomaly")]
             TransformConfig::Anomaly(_) => &[(anomaly::ANOMALIES, SignalSet::LOGS)],
+            TransformConfig::DeviceLifecycle(_) => &[(device_lifecycle::EVENTS, SignalSet::LOGS)],
             _ => &[],
         }
     }
@@ -210,6 +219,7 @@ impl TransformConfig {
             #[cfg(feature = "logs")]
             TransformConfig::Correlate(c) => c.validate(),
             TransformConfig::Enrich(c) => c.validate(),
+            TransformConfig::DeviceLifecycle(c) => c.validate(),
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(c) => c.validate(),
             #[cfg(feature = "logs")]
@@ -243,6 +253,7 @@ impl TransformConfig {
             #[cfg(feature = "logs")]
             TransformConfig::Correlate(c) => c.build(cx),
             TransformConfig::Enrich(c) => c.build(cx),
+            TransformConfig::DeviceLifecycle(c) => c.build(cx),
             #[cfg(feature = "logs")]
             TransformConfig::DeviceTrace(c) => c.build(cx),
             #[cfg(feature = "logs")]
