@@ -220,6 +220,8 @@ pub struct Output {
     /// `None` for all.
     only: Vec<Option<Signal>>,
     metrics: ComponentMetrics,
+    /// Where an operator may watch what leaves (see [`crate::tap`]).
+    tap: Option<std::sync::Arc<crate::tap::TapPoint>>,
 }
 
 impl Output {
@@ -229,7 +231,14 @@ impl Output {
             senders,
             only,
             metrics,
+            tap: None,
         }
+    }
+
+    /// The output, offering what leaves it at `tap`.
+    pub fn with_tap(mut self, tap: std::sync::Arc<crate::tap::TapPoint>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// An output whose consumers each take every signal (`None`) or one.
@@ -242,6 +251,7 @@ impl Output {
             senders,
             only,
             metrics,
+            tap: None,
         }
     }
 
@@ -275,6 +285,9 @@ impl Output {
         let n = events.len();
         if n == 0 {
             return !self.senders.is_empty();
+        }
+        if let Some(tap) = &self.tap {
+            tap.offer(&events);
         }
         let signal = events.signal();
         let takers: Vec<&mpsc::Sender<Batch>> = self

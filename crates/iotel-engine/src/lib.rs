@@ -13,6 +13,7 @@ pub mod config;
 pub mod graph;
 pub mod metrics;
 pub mod shutdown;
+pub mod tap;
 pub mod topology;
 
 pub use backlog::Backlog;
@@ -23,4 +24,5 @@ pub use component::{
 pub use graph::{ComponentKind, NodeDecl, SignalSet};
 pub use metrics::{ComponentMetrics, Counter, Gauge, Registry};
 pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use tap::Taps;
 pub use topology::{BuiltComponent, BuiltNode, RunningTopology, Topology, TopologyOptions};

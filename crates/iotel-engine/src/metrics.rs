@@ -58,6 +58,8 @@ pub struct Registry {
     /// The node's backlog pressure; here because every component already
     /// holds the registry.
     backlog: crate::backlog::Backlog,
+    /// Where operators watch what leaves a component (see [`crate::tap`]).
+    taps: crate::tap::Taps,
 }
 
 impl Registry {
@@ -93,6 +95,11 @@ impl Registry {
                 })
             })
             .clone()
+    }
+
+    /// The node's tap points (see [`crate::tap`]).
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.taps
     }
 
     /// The node-wide backlog pressure (see [`crate::backlog`]).

@@ -125,6 +125,10 @@ impl Topology {
                 senders.remove(&n.key.id).unwrap_or_default(),
                 metrics.clone(),
             );
+            let out = match kind {
+                ComponentKind::Sink => out,
+                _ => out.with_tap(registry.taps().point(&n.key.id)),
+            };
             let key = n.key.clone();
             match n.component {
                 BuiltComponent::Source(src) => {
@@ -150,7 +154,9 @@ impl Topology {
                         .filter_map(|k| {
                             let tx = senders.remove(&k)?;
                             let name = k[prefix.len()..].to_string();
-                            Some((name, Output::filtered(tx, metrics.clone())))
+                            let out = Output::filtered(tx, metrics.clone())
+                                .with_tap(registry.taps().point(&k));
+                            Some((name, out))
                         })
                         .collect();
                     tasks.spawn(run_transform(key, t, input, out, routes, metrics));

@@ -136,7 +136,7 @@ impl SinkConfig {
 }
 
 /// Writes one line per event: JSON (`text == false`) or plain text.
-pub(crate) fn encode_lines(events: &iotel_model::Events, text: bool, buf: &mut Vec<u8>) {
+pub fn encode_lines(events: &iotel_model::Events, text: bool, buf: &mut Vec<u8>) {
     use std::io::Write;
     events.for_each(|e| {
         if text {
