@@ -58,6 +58,9 @@ pub struct Registry {
     /// The node's backlog pressure; here because every component already
     /// holds the registry.
     backlog: crate::backlog::Backlog,
+    /// The node's metric families, seen and retired; here for the same
+    /// reason.
+    metric_families: crate::families::MetricFamilies,
 }
 
 impl Registry {
@@ -98,6 +101,11 @@ impl Registry {
     /// The node-wide backlog pressure (see [`crate::backlog`]).
     pub fn backlog(&self) -> &crate::backlog::Backlog {
         &self.backlog
+    }
+
+    /// The node's metric families (see [`crate::families`]).
+    pub fn families(&self) -> &crate::families::MetricFamilies {
+        &self.metric_families
     }
 
     /// The counter `name{labels}`, created at zero on first use.
