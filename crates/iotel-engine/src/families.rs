@@ -150,6 +150,12 @@ impl Retired {
         })
     }
 
+    /// Whether the family `meta` describes is retired: for a source that
+    /// can skip making its samples.
+    pub fn covers_family(&self, meta: &MetricMeta) -> bool {
+        self.families.contains_key(meta_family(meta))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.families.is_empty()
     }

@@ -146,6 +146,21 @@ fn lifecycle_api_round_trip_retires_a_family_everywhere_and_enables_it_again() {
     );
     assert!(!exporter_serves(exporter, "debug_noise"));
     assert!(exporter_serves(exporter, "plant_temp_celsius"));
+    // On record: who did it, from where.
+    let audit = wait_for("the audit line", Duration::from_secs(10), || {
+        node.proc
+            .stderr()
+            .lines()
+            .find(|l| l.contains("iotel::audit: metric family retired"))
+            .map(str::to_string)
+    });
+    assert!(
+        audit.contains(" INFO ")
+            && audit.contains("peer=127.0.0.1:")
+            && audit.contains("who=bearer token")
+            && audit.ends_with("family=\"debug_noise\""),
+        "{audit}"
+    );
 
     // A scrape under way may still have sent it; from the next one on,
     // nothing of it goes out while the others keep flowing.
