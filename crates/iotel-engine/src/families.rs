@@ -163,10 +163,19 @@ impl Retired {
 
 /// The node's catalogue of metric families. Cheap to clone; one per node
 /// (it lives in the [`Registry`](crate::Registry)).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct MetricFamilies(Arc<Inner>);
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for MetricFamilies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricFamilies")
+            .field("sources", &lock(&self.0.sources).len())
+            .field("retired", &self.read_retired().families.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Inner {
     /// Set while at least one family is retired: the gates' fast path.
     any_retired: AtomicBool,
@@ -251,8 +260,8 @@ impl MetricFamilies {
         self.list().into_iter().find(|f| f.name == name)
     }
 
-    /// What retiring `name` would remember of it, or `None` when the node
-    /// has not seen it and it is not retired.
+    /// What retiring `name` would remember of it: its description and the
+    /// sources that emit it.
     ///
     /// # Errors
     /// [`UnknownFamily`] when the node has not seen `name` and it is not
@@ -433,7 +442,7 @@ impl Hasher for PassThrough {
 }
 
 /// What one source emitted lately, family by family.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Seen {
     families: Vec<SeenFamily>,
     /// Where each family is in `families`.
@@ -446,7 +455,6 @@ struct Seen {
     tracked: usize,
 }
 
-#[derive(Debug)]
 struct SeenFamily {
     name: Arc<str>,
     /// Held, so a run of samples whose metadata is this very `Arc` is known
@@ -574,12 +582,23 @@ impl Seen {
 }
 
 /// A source's door into the graph for metrics (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FamilyGate {
     families: MetricFamilies,
     seen: Arc<Mutex<Seen>>,
     /// The retired set as last read, with the generation it was read at.
     snapshot: Option<(u64, Arc<Retired>)>,
+}
+
+impl std::fmt::Debug for FamilyGate {
+    /// Not the series hashes: a source's context may be printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seen = lock(&self.seen);
+        f.debug_struct("FamilyGate")
+            .field("families", &seen.families.len())
+            .field("series", &seen.tracked)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FamilyGate {

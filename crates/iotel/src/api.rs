@@ -144,37 +144,39 @@ impl Api {
             http::Method::PUT => false,
             _ => return method_not_allowed("GET, HEAD, DELETE, PUT"),
         };
-        let who = match self
+        let (status, message) = match self
             .access
             .decide(req.authorization.as_deref(), req.identity.as_ref())
         {
-            Decision::Allow(who) => who,
-            Decision::Unauthorized(message) => {
-                tracing::warn!(
-                    target: "iotel::audit",
-                    peer = %req.peer,
-                    family = name,
-                    "refused {} of a metric family: {message}",
-                    req.method
-                );
-                let mut r = error(401, &message);
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer realm=\"iotel\""),
-                );
-                return r;
-            }
-            Decision::Forbidden(message) => {
-                tracing::warn!(
-                    target: "iotel::audit",
-                    peer = %req.peer,
-                    family = name,
-                    "refused {} of a metric family: {message}",
-                    req.method
-                );
-                return error(403, &message);
-            }
+            Decision::Allow(who) => return self.change(req, name, retire, who).await,
+            Decision::Unauthorized(message) => (401, message),
+            Decision::Forbidden(message) => (403, message),
         };
+        tracing::warn!(
+            target: "iotel::audit",
+            peer = %req.peer,
+            family = name,
+            "refused {} of a metric family: {message}",
+            req.method
+        );
+        let mut r = error(status, &message);
+        if status == 401 {
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"iotel\""),
+            );
+        }
+        r
+    }
+
+    /// Retires (`retire`) or enables `name` for `who`, who may.
+    async fn change(
+        &self,
+        req: &Request,
+        name: &str,
+        retire: bool,
+        who: String,
+    ) -> hyper::Response<Body> {
         let lifecycle = self.lifecycle.clone();
         let owned = name.to_string();
         let changed = tokio::task::spawn_blocking(move || {
