@@ -276,3 +276,67 @@ fn a_gate_reads_the_retired_set_again_only_when_it_changed() {
     families.enable("a").unwrap();
     assert!(gate.current_retired().is_none());
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 4] = ["a", "b", "c_total", "d"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Retire(usize),
+        Enable(usize),
+        Send(Vec<usize>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..NAMES.len()).prop_map(Op::Retire),
+            (0..NAMES.len()).prop_map(Op::Enable),
+            proptest::collection::vec(0..NAMES.len(), 0..6).prop_map(Op::Send),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of retiring, enabling and sending, the gate
+        /// lets through exactly the gauges of families not retired, and
+        /// counts the rest.
+        #[test]
+        fn the_gate_passes_exactly_what_is_not_retired(ops in proptest::collection::vec(op(), 1..40)) {
+            let families = MetricFamilies::default();
+            let mut gate = families.gate("src");
+            // Every family seen once, so each can be retired.
+            let all: Vec<usize> = (0..NAMES.len()).collect();
+            let gauge = |i: usize| Metric::new(NAMES[i], MetricType::Gauge, Labels::empty(), 1.0, 0);
+            gate.admit(&mut all.iter().map(|&i| gauge(i)).collect());
+            let mut retired: HashSet<usize> = HashSet::new();
+            for op in ops {
+                match op {
+                    Op::Retire(i) => {
+                        prop_assert_eq!(families.retire(NAMES[i]).unwrap().state, FamilyState::Retired);
+                        retired.insert(i);
+                    }
+                    Op::Enable(i) => {
+                        prop_assert_eq!(families.enable(NAMES[i]).unwrap().state, FamilyState::Active);
+                        retired.remove(&i);
+                    }
+                    Op::Send(idx) => {
+                        let mut batch: Vec<Metric> = idx.iter().map(|&i| gauge(i)).collect();
+                        let removed = gate.admit(&mut batch);
+                        let want: Vec<&str> = idx.iter().filter(|i| !retired.contains(i)).map(|&i| NAMES[i]).collect();
+                        prop_assert_eq!(names(&batch), want);
+                        prop_assert_eq!(removed, idx.len() - batch.len());
+                    }
+                }
+                prop_assert_eq!(families.retired().is_some(), !retired.is_empty());
+                let listed: Vec<(String, FamilyState)> = families.list().into_iter().map(|f| (f.name, f.state)).collect();
+                let expected: Vec<(String, FamilyState)> = all.iter().map(|&i| {
+                    let state = if retired.contains(&i) { FamilyState::Retired } else { FamilyState::Active };
+                    (NAMES[i].to_string(), state)
+                }).collect();
+                prop_assert_eq!(listed, expected);
+            }
+        }
+    }
+}
