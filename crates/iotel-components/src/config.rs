@@ -34,9 +34,43 @@ pub struct ApiConfig {
     /// loopback one.
     #[serde(default)]
     pub plaintext: bool,
+    /// A file holding the bearer token that changing requests (retiring a
+    /// metric family) must carry.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ApiConfig {
+    /// Whether changing requests can be authenticated: a bearer token, or
+    /// verified client certificates.
+    pub fn authenticates_changes(&self) -> bool {
+        self.token_file.is_some()
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.ca_file.is_some() && t.verifies_clients())
+    }
+
+    /// What `iotel config check` warns of: an API beyond loopback that
+    /// cannot authenticate changing requests refuses them all.
+    pub fn warnings(&self) -> Vec<Problem> {
+        if !self.enabled || self.address.ip().to_canonical().is_loopback() {
+            return Vec::new();
+        }
+        if self.authenticates_changes() {
+            return Vec::new();
+        }
+        vec![Problem::new(
+            "address",
+            format!(
+                "the node API listens on {} beyond loopback without authentication: \
+                 retiring and enabling metric families (DELETE/PUT /api/v1/metrics/...) \
+                 answer 403; set token_file, or a tls table with ca_file (client certificates)",
+                self.address
+            ),
+        )]
+    }
+
     /// Problems under `api`: its `tls` table, and a plaintext listener
     /// that is not on a loopback address.
     pub fn validate(&self) -> Vec<Problem> {
@@ -44,6 +78,16 @@ impl ApiConfig {
             return Vec::new();
         }
         let mut p = crate::tls::server::validate_listener(self.tls.as_deref(), None);
+        if self
+            .token_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            p.push(Problem::new(
+                "token_file",
+                "expected the path of a file holding the bearer token",
+            ));
+        }
         p.extend(crate::tls::server::validate_plaintext(
             "address",
             self.address,
@@ -69,6 +113,7 @@ impl Default for ApiConfig {
             enabled: true,
             tls: None,
             plaintext: false,
+            token_file: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What a component is to the engine, and what the engine hands it.
 
+use crate::families::FamilyGate;
 use crate::metrics::{ComponentMetrics, Registry};
 use crate::shutdown::Shutdown;
 use iotel_model::{Events, Signal};
@@ -222,6 +223,9 @@ pub struct Output {
     metrics: ComponentMetrics,
     /// Where an operator may watch what leaves (see [`crate::tap`]).
     tap: Option<std::sync::Arc<crate::tap::TapPoint>>,
+    /// A source's: removes retired metric families and notes the rest
+    /// (see [`crate::families`]).
+    gate: Option<FamilyGate>,
 }
 
 impl Output {
@@ -232,6 +236,7 @@ impl Output {
             only,
             metrics,
             tap: None,
+            gate: None,
         }
     }
 
@@ -252,7 +257,22 @@ impl Output {
             only,
             metrics,
             tap: None,
+            gate: None,
         }
+    }
+
+    /// This output with a source's family gate: metric samples of retired
+    /// families are removed before any consumer sees them, counted as
+    /// discarded (reason `retired`).
+    pub fn with_gate(mut self, gate: FamilyGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The gate, for a source that can skip the work of making samples of
+    /// retired families (see [`FamilyGate::current_retired`]).
+    pub fn gate(&mut self) -> Option<&mut FamilyGate> {
+        self.gate.as_mut()
     }
 
     /// An output to a single channel, for driving a component in tests.
@@ -281,7 +301,19 @@ impl Output {
     }
 
     /// Sends a batch carrying `ack` (a transform passes on its input's).
-    pub async fn send_with(&mut self, events: Events, ack: Ack) -> bool {
+    pub async fn send_with(&mut self, mut events: Events, ack: Ack) -> bool {
+        if let (Some(gate), Events::Metrics(batch)) = (&mut self.gate, &mut events) {
+            let removed = gate.admit(batch);
+            if removed > 0 {
+                self.metrics.discarded("retired", removed);
+                if batch.is_empty() {
+                    // Dropped on purpose: handled, as far as the source's
+                    // peer is concerned.
+                    ack.done();
+                    return !self.senders.is_empty();
+                }
+            }
+        }
         let n = events.len();
         if n == 0 {
             return !self.senders.is_empty();

@@ -10,6 +10,7 @@
 pub mod backlog;
 pub mod component;
 pub mod config;
+pub mod families;
 pub mod graph;
 pub mod metrics;
 pub mod shutdown;
@@ -21,6 +22,7 @@ pub use component::{
     Ack, Acked, Batch, ComponentError, ComponentFuture, ComponentKey, Input, Output, Sink,
     SinkContext, Source, SourceContext, TestReceiver, Transform,
 };
+pub use families::{FamilyGate, FamilyInfo, FamilyState, MetricFamilies};
 pub use graph::{ComponentKind, NodeDecl, SignalSet};
 pub use metrics::{ComponentMetrics, Counter, Gauge, Registry};
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -60,6 +60,9 @@ pub struct Registry {
     backlog: crate::backlog::Backlog,
     /// Where operators watch what leaves a component (see [`crate::tap`]).
     taps: crate::tap::Taps,
+    /// The node's metric families, seen and retired; here for the same
+    /// reason.
+    metric_families: crate::families::MetricFamilies,
 }
 
 impl Registry {
@@ -105,6 +108,11 @@ impl Registry {
     /// The node-wide backlog pressure (see [`crate::backlog`]).
     pub fn backlog(&self) -> &crate::backlog::Backlog {
         &self.backlog
+    }
+
+    /// The node's metric families (see [`crate::families`]).
+    pub fn families(&self) -> &crate::families::MetricFamilies {
+        &self.metric_families
     }
 
     /// The counter `name{labels}`, created at zero on first use.

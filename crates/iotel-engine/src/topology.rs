@@ -134,7 +134,7 @@ impl Topology {
                 BuiltComponent::Source(src) => {
                     let cx = SourceContext {
                         key: key.clone(),
-                        out,
+                        out: out.with_gate(registry.families().gate(&key.id)),
                         shutdown: shutdown.clone(),
                         metrics,
                         data_dir: opts.data_dir.clone(),
@@ -722,6 +722,93 @@ mod tests {
         assert_eq!(signals(&logs), [iotel_model::Signal::Logs]);
         let sent = ComponentMetrics::new(&registry, "src", "source", "test");
         assert_eq!(sent.sent_total(), 2);
+        assert!(running.stop(Duration::from_secs(5)).await);
+    }
+
+    /// Sends two metric batches, `gone` alone and then `gone` with `kept`,
+    /// the first acknowledged; records the acknowledgement (1 handled).
+    struct RetiredAndKept {
+        outcome: Arc<AtomicU64>,
+    }
+
+    impl Source for RetiredAndKept {
+        fn run(self: Box<Self>, mut cx: SourceContext) -> ComponentFuture {
+            Box::pin(async move {
+                let gauge = |name: &str| {
+                    iotel_model::Metric::new(
+                        name,
+                        iotel_model::MetricType::Gauge,
+                        iotel_model::Labels::empty(),
+                        1.0,
+                        0,
+                    )
+                };
+                let (_, acked) = cx
+                    .out
+                    .send_acked(Events::Metrics(vec![gauge("gone")]))
+                    .await;
+                let ok = acked.wait().await;
+                self.outcome.store(if ok { 1 } else { 2 }, Ordering::SeqCst);
+                cx.out
+                    .send(Events::Metrics(vec![gauge("gone"), gauge("kept")]))
+                    .await;
+                cx.shutdown.wait().await;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retired_family_is_removed_at_the_source_and_counted() {
+        let registry = Registry::default();
+        registry
+            .families()
+            .restore([crate::families::RetiredFamily {
+                name: "gone".into(),
+                kind: iotel_model::MetricType::Gauge,
+                help: None,
+                unit: None,
+                components: vec![],
+            }]);
+        let outcome = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let nodes = vec![
+            node(
+                "src",
+                &[],
+                BuiltComponent::Source(Box::new(RetiredAndKept {
+                    outcome: outcome.clone(),
+                })),
+            ),
+            node(
+                "sink",
+                &["src"],
+                BuiltComponent::Sink(Box::new(Hold(held.clone()))),
+            ),
+        ];
+        let running = Topology::start(nodes, &registry, &opts(4));
+        wait_until("the second batch arrived", || {
+            held.lock().unwrap().len() == 1
+        })
+        .await;
+        // The first batch was all retired: dropped, yet handled.
+        assert_eq!(outcome.load(Ordering::SeqCst), 1);
+        let names: Vec<String> = match &held.lock().unwrap()[0].events {
+            Events::Metrics(m) => m.iter().map(|m| m.name.to_string()).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(names, ["kept"]);
+        let src = ComponentMetrics::new(&registry, "src", "source", "test");
+        assert_eq!(src.discards("retired").get(), 2);
+        assert_eq!(src.sent_total(), 1);
+        let listed: Vec<String> = registry
+            .families()
+            .list()
+            .into_iter()
+            .map(|f| format!("{} {:?} {:?}", f.name, f.state, f.components))
+            .collect();
+        assert_eq!(listed, ["gone Retired []", "kept Active [\"src\"]"]);
+        done_all(&held);
         assert!(running.stop(Duration::from_secs(5)).await);
     }
 

@@ -184,6 +184,14 @@ fn check(path: &Path, data_dir: Option<&Path>) -> ExitCode {
         eprintln!("{} error(s) in {file}", errors.len());
         return ExitCode::FAILURE;
     }
+    if let Err(e) = crate::api::access(&loaded) {
+        eprintln!("{e}");
+        eprintln!("1 error(s) in {file}");
+        return ExitCode::FAILURE;
+    }
+    for p in loaded.api.warnings() {
+        eprintln!("warning: {file}: api.{}: {}", p.key, p.message);
+    }
     println!("{file}: valid ({} components)", loaded.components.len());
     ExitCode::SUCCESS
 }

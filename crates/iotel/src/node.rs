@@ -26,6 +26,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let access = match api::access(&loaded) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for p in loaded.api.warnings() {
+        tracing::warn!("{}: api.{}: {}", loaded.file, p.key, p.message);
+    }
+    // Retirements kept from an earlier run apply before any source runs.
+    let lifecycle = api::lifecycle::Lifecycle::open(registry.families().clone(), &loaded.data_dir);
     let (api_stop, api_shutdown) = shutdown::channel();
     let api_listener = if loaded.api.enabled {
         Some(
@@ -54,14 +66,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<ExitCode> {
         if let Some(tls) = &api_tls {
             tokio::spawn(tls.clone().watch(api_shutdown.clone()));
         }
-        tokio::spawn(api::serve(
-            listener,
-            api_shutdown,
-            api_tls,
-            registry.clone(),
-            topology.ready(),
-            std::sync::Arc::new(crate::status::Node::of(&loaded)),
-        ));
+        let api = api::Api {
+            registry: registry.clone(),
+            ready: topology.ready(),
+            lifecycle,
+            access,
+            node: std::sync::Arc::new(crate::status::Node::of(&loaded)),
+        };
+        tokio::spawn(api::serve(listener, api_shutdown, api_tls, api));
     }
     tracing::info!(config = %loaded.file, components = loaded.components.len(), "iotel started");
 

@@ -274,6 +274,57 @@ inputs = ["agents", "devices", "syslog", "lan", "loki", "prw", "local_prw"]
 }
 
 #[test]
+fn config_check_warns_of_an_api_beyond_loopback_that_cannot_authenticate_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let config = |api: &str| {
+        format!(
+            "[api]\n{api}\n\n[sources.gen]\ntype = \"generator\"\nsignal = \"metric\"\n\n\
+             [sinks.out]\ntype = \"console\"\ninputs = [\"gen\"]\n"
+        )
+    };
+    std::fs::write(
+        &path,
+        config("address = \"0.0.0.0:8686\"\nplaintext = true"),
+    )
+    .unwrap();
+    let (code, out, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": valid (2 components)"), "{out}");
+    assert_eq!(
+        err,
+        format!(
+            "warning: {}: api.address: the node API listens on 0.0.0.0:8686 beyond loopback \
+             without authentication: retiring and enabling metric families (DELETE/PUT \
+             /api/v1/metrics/...) answer 403; set token_file, or a tls table with ca_file \
+             (client certificates)\n",
+            path.display()
+        )
+    );
+
+    // With a token: no warning; a token file that is missing is an error.
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    std::fs::write(
+        &path,
+        config("address = \"0.0.0.0:8686\"\nplaintext = true\ntoken_file = \"token\""),
+    )
+    .unwrap();
+    let (code, _, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    let (code, _, err) = iotel(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "{}: api.token_file: cannot read the token file {}: ",
+            path.display(),
+            dir.path().join("token").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn plaintext_true_listeners_off_loopback_start_with_a_warning_each() {
     let api_port = util::free_port();
     let syslog_port = util::free_port();

@@ -59,7 +59,7 @@ inputs = ["gen", "nowhere"]
         msgs,
         [
             "edge.toml: bogus: unknown key; expected one of: data_dir, api, runtime, sources, transforms, sinks",
-            "edge.toml: api.adress: unknown key `adress`, expected one of `address`, `enabled`, `tls`, `plaintext`",
+            "edge.toml: api.adress: unknown key `adress`, expected one of `address`, `enabled`, `tls`, `plaintext`, `token_file`",
             "edge.toml: sources.gen.interval: expected a duration such as \"30s\", \"500ms\" or \"5m\", got \"fast\" (expected number at 0)",
             "edge.toml: sources.mystery.type: unknown source type \"telepathy\"; expected one of: device_health, device_lifecycle, file_tail, generator, internal_metrics, iotel, loki, mqtt, nats_jetstream, otlp, prometheus_remote_write, prometheus_scrape, stdin, syslog",
             "edge.toml: sinks.out.inputs: unknown input \"nowhere\": no source or transform has that id",

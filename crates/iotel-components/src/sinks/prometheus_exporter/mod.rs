@@ -19,11 +19,18 @@
 //!   Without `tls`, an address other than a loopback one needs
 //!   `plaintext = true`.
 //!
+//! - A metric family retired through the node API (`DELETE
+//!   /api/v1/metrics/{name}`) leaves the exposition at the next scrape, not
+//!   after `staleness`; samples of it still on their way are dropped on
+//!   arrival. Once it is enabled again, its series come back with their next
+//!   samples.
+//!
 //! The HTTP server starts when the sink runs and stops when its input closes.
 
 use crate::http_util::{self, Body};
 use crate::{BuildContext, Problem};
 use iotel_engine::config::Duration;
+use iotel_engine::families::Retired;
 use iotel_engine::{ComponentError, ComponentFuture, Sink, SinkContext};
 use iotel_formats::prometheus::encode::{EncodeOptions, encode, negotiate};
 use iotel_model::{Events, Labels, Metric};
@@ -168,21 +175,31 @@ impl Exporter {
         if let Some(tls) = &self.tls {
             tokio::spawn(tls.clone().watch(stopped.clone()));
         }
+        let families = cx.registry().families().clone();
         let server = tokio::spawn(http_util::serve_with(listener, stopped, self.tls, {
             let store = store.clone();
             move |req| {
                 let store = store.clone();
-                async move { scrape(&req, &store, &opts) }
+                let retired = families.retired();
+                async move { scrape(&req, &store, retired.as_deref(), &opts) }
             }
         }));
         let max_series_drops = cx.metrics.discards("max_series");
         let mut warned = false;
         while let Some(events) = cx.input.recv().await {
-            let Events::Metrics(batch) = events else {
+            let Events::Metrics(mut batch) = events else {
                 // The graph sends this sink metrics only.
                 cx.metrics.discarded("unsupported_signal", events.len());
                 continue;
             };
+            // Retired after these left their source: dropped here too.
+            if let Some(retired) = cx.registry().families().retired() {
+                let before = batch.len();
+                batch.retain(|m| !retired.covers(m));
+                if batch.len() < before {
+                    cx.metrics.discarded("retired", before - batch.len());
+                }
+            }
             let (stored, dropped) = store.lock().insert(batch, Instant::now());
             cx.metrics.sent(stored);
             if dropped > 0 {
@@ -212,6 +229,7 @@ impl Exporter {
 fn scrape<B>(
     req: &http::Request<B>,
     store: &SharedStore,
+    retired: Option<&Retired>,
     opts: &EncodeOptions,
 ) -> http::Response<Body> {
     if !matches!(req.uri().path(), "/metrics" | "/") {
@@ -230,7 +248,13 @@ fn scrape<B>(
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = negotiate(accept);
-    let metrics = store.lock().snapshot(Instant::now());
+    let metrics = {
+        let mut store = store.lock();
+        if let Some(retired) = retired {
+            store.forget_retired(retired);
+        }
+        store.snapshot(Instant::now())
+    };
     let mut body = String::new();
     encode(&metrics, format, opts, &mut body);
     http_util::response(200, format.content_type(), body)
@@ -333,6 +357,11 @@ impl Store {
         let staleness = self.staleness;
         self.series
             .retain(|_, e| now.saturating_duration_since(e.updated) < staleness);
+    }
+
+    /// Forgets the series of retired families.
+    fn forget_retired(&mut self, retired: &Retired) {
+        self.series.retain(|_, e| !retired.covers(&e.metric));
     }
 
     /// The live series at `now`, in first-seen order.

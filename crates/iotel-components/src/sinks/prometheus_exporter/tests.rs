@@ -82,7 +82,9 @@ impl Running {
         let want = self.samples_sent;
         let metrics = self.metrics.clone();
         wait_for("the batch to be handled", || {
-            let done = metrics.sent_total() + metrics.discards("max_series").get();
+            let done = metrics.sent_total()
+                + metrics.discards("max_series").get()
+                + metrics.discards("retired").get();
             (done >= want).then_some(())
         })
         .await;
@@ -256,6 +258,35 @@ async fn a_series_not_updated_within_staleness_leaves_the_exposition() {
         assert!(Instant::now() < deadline, "g never went stale");
         tokio::time::sleep(StdDuration::from_millis(5)).await;
     }
+}
+
+#[tokio::test]
+async fn a_retired_family_leaves_the_exposition_at_once_and_returns_when_enabled() {
+    let mut sink = Running::start("").await;
+    sink.send(vec![gauge("g", &[], 1.0), gauge("h", &[], 2.0)])
+        .await;
+    let families = sink.metrics.registry().families().clone();
+    families.restore([iotel_engine::families::RetiredFamily {
+        name: "g".into(),
+        kind: MetricType::Gauge,
+        help: None,
+        unit: None,
+        components: vec![],
+    }]);
+    let only_h = "# HELP h Temperature.\n# TYPE h gauge\nh 2\n";
+    assert_eq!(sink.get("/metrics", None).await.body, only_h);
+    // A sample that was on its way when the family was retired.
+    sink.send(vec![gauge("g", &[], 3.0)]).await;
+    assert_eq!(sink.metrics.discards("retired").get(), 1);
+    assert_eq!(sink.get("/metrics", None).await.body, only_h);
+
+    families.enable("g").unwrap();
+    assert_eq!(sink.get("/metrics", None).await.body, only_h);
+    sink.send(vec![gauge("g", &[], 4.0)]).await;
+    assert_eq!(
+        sink.get("/metrics", None).await.body,
+        "# HELP h Temperature.\n# TYPE h gauge\nh 2\n# HELP g Temperature.\n# TYPE g gauge\ng 4\n"
+    );
 }
 
 #[tokio::test]

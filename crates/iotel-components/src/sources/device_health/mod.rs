@@ -11,9 +11,12 @@
 //! A sensor that is missing or unreadable is reported once (a warning naming
 //! the path) and skipped; it never stops the others. Readings run on
 //! tokio's blocking pool, so a slow sysfs file does not stall the runtime.
+//! A sensor whose metric families are all retired through the node API is
+//! not read at all.
 
 use crate::{BuildContext, Problem};
 use iotel_engine::config::Duration;
+use iotel_engine::families::{FamilyGate, Retired};
 use iotel_engine::{ComponentError, ComponentFuture, ComponentMetrics, Source, SourceContext};
 use iotel_model::{Events, Labels, Metric, MetricMeta, MetricType, now_unix_ms};
 use serde::Deserialize;
@@ -105,6 +108,9 @@ pub struct DeviceHealth {
     rssi: Arc<MetricMeta>,
     cpu: Arc<MetricMeta>,
     rss: Arc<MetricMeta>,
+    /// The node's retired families as of this reading: a sensor whose
+    /// families are all retired is not read.
+    retired: Option<Arc<Retired>>,
 }
 
 fn meta(name: &str, kind: MetricType, help: &str, unit: &str) -> Arc<MetricMeta> {
@@ -148,6 +154,20 @@ impl DeviceHealth {
                 "Resident memory of the agent.",
                 "bytes",
             ),
+            retired: None,
+        }
+    }
+
+    /// Whether every family `sensor` makes is retired.
+    fn retired(&self, sensor: Sensor) -> bool {
+        let Some(retired) = &self.retired else {
+            return false;
+        };
+        match sensor {
+            Sensor::CpuTemp => retired.covers_family(&self.temp),
+            Sensor::Battery => retired.covers_family(&self.battery),
+            Sensor::Wireless => retired.covers_family(&self.rssi),
+            Sensor::Process => retired.covers_family(&self.cpu) && retired.covers_family(&self.rss),
         }
     }
 
@@ -157,6 +177,9 @@ impl DeviceHealth {
         let mut out = Vec::new();
         let sensors = self.config.sensors.clone();
         for sensor in sensors {
+            if self.retired(sensor) {
+                continue;
+            }
             match sensor {
                 Sensor::CpuTemp => self.read_thermal(now, metrics, &mut out),
                 Sensor::Battery => self.read_battery(now, metrics, &mut out),
@@ -356,6 +379,7 @@ impl Source for DeviceHealth {
                 // stall every other component, so they run on the blocking
                 // pool, the state moving there and back.
                 let metrics = cx.metrics.clone();
+                health.retired = cx.out.gate().and_then(FamilyGate::current_retired);
                 let (back, reading) = tokio::task::spawn_blocking(move || {
                     let reading = health.read(&metrics);
                     (health, reading)

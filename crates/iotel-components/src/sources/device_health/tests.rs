@@ -105,6 +105,40 @@ fn a_malformed_reading_is_skipped_not_fatal() {
     assert_eq!(m.errors("sensor_unavailable").get(), 1);
 }
 
+#[test]
+fn a_sensor_whose_families_are_retired_is_not_read() {
+    let dir = fixture();
+    let mut h = DeviceHealth::new(config(dir.path()));
+    let m = ComponentMetrics::detached("h", "device_health");
+    let families = iotel_engine::MetricFamilies::default();
+    let retire = |name: &str, kind| iotel_engine::families::RetiredFamily {
+        name: name.into(),
+        kind,
+        help: None,
+        unit: None,
+        components: vec![],
+    };
+    // The battery's one family; one of the two of the process sensor.
+    families.restore([
+        retire("battery_level_percent", MetricType::Gauge),
+        retire("process_cpu_seconds", MetricType::Counter),
+    ]);
+    h.retired = families.retired();
+    // A battery that cannot be read would be reported: it is not read.
+    fs::remove_dir_all(dir.path().join("sys/class/power_supply")).unwrap();
+    let names: Vec<String> = h.read(&m).iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "cpu_temp_celsius",
+            "signal_rssi_dbm",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes"
+        ]
+    );
+    assert_eq!(m.errors("sensor_unavailable").get(), 0);
+}
+
 /// On a current-thread runtime, as the agent runs, a sensor file whose read
 /// blocks (here a FIFO nobody writes yet) must not stall other tasks.
 #[tokio::test]
