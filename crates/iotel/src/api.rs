@@ -63,6 +63,7 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown, tls: Option<Tls>, 
 pub struct Request {
     pub method: http::Method,
     pub path: String,
+    pub query: Option<String>,
     pub accept: Option<String>,
     pub authorization: Option<String>,
     /// The verified client certificate of the connection, if any.
@@ -82,6 +83,7 @@ impl Api {
         Request {
             method: req.method().clone(),
             path: req.uri().path().to_string(),
+            query: req.uri().query().map(str::to_string),
             accept: header(http::header::ACCEPT),
             authorization: header(http::header::AUTHORIZATION),
             identity: req.extensions().get::<PeerIdentity>().cloned(),
@@ -107,6 +109,19 @@ impl Api {
             .filter(|n| !n.is_empty() && !n.contains('/'))
         {
             return self.family(req, name).await;
+        }
+        if let Some(output) = req.path.strip_prefix(crate::tap::PATH) {
+            if req.method != http::Method::GET {
+                return method_not_allowed("GET");
+            }
+            let sinks: Vec<&str> = self
+                .node
+                .components
+                .iter()
+                .filter(|c| c.kind == "sink")
+                .map(|c| c.id.as_str())
+                .collect();
+            return crate::tap::answer(&self.registry, output, req.query.as_deref(), &sinks).await;
         }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return response(405, "text/plain", "method not allowed\n");

@@ -52,7 +52,8 @@ impl ApiClient {
     /// GETs `path` and reads its JSON.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let url = format!("{}{path}", self.base);
-        let body = self.get(&url).await?;
+        let (status, _, body) = self.get(&url).await?;
+        check(&url, &self.base, status, &body)?;
         serde_json::from_slice(&body).map_err(|e| {
             format!(
                 "{url} answered, but not with an iotel node's JSON ({e}): is {} an iotel node API?",
@@ -61,7 +62,16 @@ impl ApiClient {
         })
     }
 
-    async fn get(&self, url: &str) -> Result<Bytes, String> {
+    /// GETs `path`: the status, headers and body, whatever the status;
+    /// errors only when no answer came.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
+        self.get(&format!("{}{path}", self.base)).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
         let req = http::Request::get(url)
             .header(http::header::USER_AGENT, http_util::USER_AGENT)
             .body(Body::new(Bytes::new()))
@@ -78,23 +88,28 @@ impl ApiClient {
                 )
             })?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
             .await
             .map_err(|_| format!("{url}: the answer did not arrive within {TIMEOUT:?}"))?
             .map_err(|e| format!("{url}: reading the answer failed: {e}"))?
             .to_bytes();
-        if status == http::StatusCode::NOT_FOUND {
-            return Err(format!(
-                "{url} answered 404: {} is not an iotel node API, or one too old for this",
-                self.base
-            ));
-        }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(format!("{url} answered {status}: {}", text.trim()));
-        }
-        Ok(body)
+        Ok((status, headers, body))
     }
+}
+
+/// An answer that is not 2xx as an error naming what it means.
+pub fn check(url: &str, base: &str, status: http::StatusCode, body: &[u8]) -> Result<(), String> {
+    if status == http::StatusCode::NOT_FOUND {
+        return Err(format!(
+            "{url} answered 404: {base} is not an iotel node API, or one too old for this"
+        ));
+    }
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        return Err(format!("{url} answered {status}: {}", text.trim()));
+    }
+    Ok(())
 }
 
 /// The innermost error's text: "connection refused" rather than hyper's

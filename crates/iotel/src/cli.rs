@@ -45,8 +45,11 @@ pub enum Command {
     Lint(crate::lint::LintCommand),
     /// A live view of a running node: each component's rates, errors,
     /// drops and buffers.
-    #[cfg(feature = "top")]
+    #[cfg(feature = "watch")]
     Top(crate::top::TopArgs),
+    /// Print a sample of the events leaving a component, as JSON lines.
+    #[cfg(feature = "watch")]
+    Tap(crate::tap::TapArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,8 +120,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "loadgen")]
         Command::Loadgen(a) => crate::loadgen::run(*a),
         Command::Lint(c) => Ok(crate::lint::run(c)),
-        #[cfg(feature = "top")]
+        #[cfg(feature = "watch")]
         Command::Top(a) => crate::top::run(a),
+        #[cfg(feature = "watch")]
+        Command::Tap(a) => crate::tap::run(a),
     }
 }
 

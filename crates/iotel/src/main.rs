@@ -2,7 +2,7 @@
 //! library crates; everything else lives there.
 
 mod api;
-#[cfg(feature = "top")]
+#[cfg(feature = "watch")]
 mod api_client;
 #[cfg(feature = "certs")]
 mod certs;
@@ -12,7 +12,8 @@ mod lint;
 mod loadgen;
 mod node;
 mod status;
-#[cfg(feature = "top")]
+mod tap;
+#[cfg(feature = "watch")]
 mod top;
 
 use clap::Parser;

@@ -172,6 +172,7 @@ async fn call(api: &Api, method: &str, path: &str, token: Option<&str>) -> (u16,
     let req = Request {
         method: method.parse().unwrap(),
         path: path.into(),
+        query: None,
         accept: None,
         authorization: token.map(|t| format!("Bearer {t}")),
         identity: None,
@@ -294,6 +295,7 @@ async fn changing_requests_need_the_token_when_one_is_configured() {
     let req = |authorization: Option<&str>| Request {
         method: http::Method::DELETE,
         path: "/api/v1/metrics/jobs".into(),
+        query: None,
         accept: None,
         authorization: authorization.map(str::to_string),
         identity: None,

@@ -1,6 +1,7 @@
-//! The status page, as a browser shows it: a real node, and Debian's
-//! Chromium in headless mode loading the page from the node's API, running
-//! its script against the live JSON, and printing the DOM and a screenshot.
+//! Watching a running node: the status page as a browser shows it (a real
+//! node, and Debian's Chromium in headless mode loading the page from the
+//! node's API, running its script against the live JSON, and printing the
+//! DOM and a screenshot), `iotel top --batch` and `iotel tap`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -359,5 +360,93 @@ fn top_says_when_the_node_is_down_or_not_an_iotel_node() {
             "): is http://{other} an iotel node API?; reading again in 1s\n"
         )),
         "{stderr}"
+    );
+}
+
+/// Runs `iotel tap` with `args`: exit code, stdout, stderr.
+fn tap(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iotel"))
+        .arg("tap")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn tap_shows_what_leaves_a_transform_and_says_what_cannot_be_tapped() {
+    let node = Iotel::start(
+        "agent",
+        r#"
+[api]
+address = "{API}"
+
+[sources.lines]
+type = "generator"
+signal = "log"
+interval = "20ms"
+batch_size = 10
+
+[transforms.quiet]
+type = "filter"
+inputs = ["lines"]
+selector = '{} |= "3"'
+action = "drop"
+
+[sinks.archive]
+type = "file"
+inputs = ["quiet"]
+path = "{DIR}/lines.ndjson"
+"#,
+        &[],
+    );
+    let api = node.api.to_string();
+    let (code, stdout, stderr) = tap(&["--api", &api, "quiet", "--rate", "5", "--limit", "12"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12, "{stdout}");
+    for l in &lines {
+        let message = l["message"].as_str().unwrap();
+        assert!(message.starts_with("generated line "), "{l}");
+        // The filter took out every line with a 3.
+        assert!(!message.contains('3'), "{l}");
+    }
+    // Before the filter, the 3s are there; and at most the rate per second.
+    let (code, stdout, stderr) = tap(&["--api", &api, "lines", "--rate", "1000", "--limit", "400"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.lines().any(|l| l.contains('3')), "{stdout}");
+    assert!(
+        stderr.starts_with("shown 400 of the ")
+            && stderr.ends_with(" events that left lines while watched (at most 1000/s)\n"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = tap(&["--api", &api, "archive"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert_eq!(
+        stderr,
+        format!(
+            "http://{api}: \"archive\" is a sink: nothing leaves it downstream; tap one of its \
+             inputs\n"
+        )
+    );
+    let (code, _, stderr) = tap(&["--api", &api, "nope"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!("http://{api}: no output \"nope\"; outputs that can be tapped: lines, quiet\n")
+    );
+    let (code, _, stderr) = tap(&["--api", &api, "quiet", "--rate", "0"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "error: --rate: expected events per second from 1 to 1000, got 0\n"
     );
 }
