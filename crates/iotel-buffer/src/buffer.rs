@@ -49,6 +49,9 @@ pub struct DiskBuffer {
     /// What the ledger on disk says.
     persisted: Ledger,
     last_sync: Instant,
+    /// Whether `push`, `next` and `ack` sync when the interval says one is
+    /// due (see [`DiskBuffer::sync_on_call_only`]).
+    auto_sync: bool,
     frame_buf: Vec<u8>,
 }
 
@@ -133,6 +136,7 @@ impl DiskBuffer {
                 reserved_until: 0,
             },
             last_sync: Instant::now(),
+            auto_sync: true,
             frame_buf: Vec::new(),
             config,
         };
@@ -211,7 +215,8 @@ impl DiskBuffer {
         }
         match self.config.fsync {
             FsyncPolicy::Always => self.sync_data()?,
-            _ => self.sync_if_due()?,
+            _ if self.auto_sync => self.sync_if_due()?,
+            _ => {}
         }
         Ok(Pushed { id, dropped })
     }
@@ -227,7 +232,9 @@ impl DiskBuffer {
     // makes the next call return a record), and each call may fail.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record>, BufferError> {
-        self.sync_if_due()?;
+        if self.auto_sync {
+            self.sync_if_due()?;
+        }
         loop {
             let idx = match self
                 .segments
@@ -332,8 +339,19 @@ impl DiskBuffer {
         }
         match self.config.fsync {
             FsyncPolicy::Always => self.persist(),
-            _ => self.sync_if_due(),
+            _ if self.auto_sync => self.sync_if_due(),
+            _ => Ok(()),
         }
+    }
+
+    /// Under an interval (or `Never`) fsync policy, syncs only when
+    /// [`sync_if_due`](Self::sync_if_due) is called, not also in `push`,
+    /// `next` and `ack`: for a caller that times syncs itself, so that an
+    /// fsync does not stall it at a moment that matters (a sink syncs
+    /// while its request is on the wire). The caller must call
+    /// `sync_if_due` at least every interval.
+    pub fn sync_on_call_only(&mut self) {
+        self.auto_sync = false;
     }
 
     /// Makes the next [`next`](Self::next) start again at the oldest

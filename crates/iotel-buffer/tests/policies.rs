@@ -352,3 +352,40 @@ fn a_clean_close_gives_back_the_reserved_ids() {
     assert_eq!(drain(&mut b, 10), vec![1, 2, 3, 4, 1028]);
     assert_eq!(b.stats().dropped.total(), 0);
 }
+
+#[test]
+fn a_buffer_that_syncs_on_call_only_keeps_its_acks_unsynced_until_asked() {
+    for on_call_only in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), MAX, SEGMENT);
+        cfg.fsync = FsyncPolicy::Interval(Duration::from_millis(1));
+        let (mut b, _) = open(&cfg);
+        if on_call_only {
+            b.sync_on_call_only();
+        }
+        for id in 1..=3 {
+            b.push(&payload(id, LEN)).unwrap();
+        }
+        assert_eq!(read_n(&mut b, 3), vec![1, 2, 3]);
+        b.ack(3).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // A sync is due: the push makes it, unless the caller times them.
+        b.push(&payload(4, LEN)).unwrap();
+        drop(b); // a crash
+        let (_, report) = open(&cfg);
+        assert_eq!(report.head_id, if on_call_only { 1 } else { 4 });
+    }
+    // Asked, it syncs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), MAX, SEGMENT);
+    cfg.fsync = FsyncPolicy::Interval(Duration::from_millis(1));
+    let (mut b, _) = open(&cfg);
+    b.sync_on_call_only();
+    b.push(&payload(1, LEN)).unwrap();
+    assert_eq!(read_n(&mut b, 1), vec![1]);
+    b.ack(1).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    b.sync_if_due().unwrap();
+    drop(b);
+    assert_eq!(open(&cfg).1.head_id, 2);
+}

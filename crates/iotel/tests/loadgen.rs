@@ -106,6 +106,13 @@ batch = {{ max_events = 5000, timeout = "100ms" }}
     );
     let p50 = gateway.metric("iotel_sink_latency_seconds", &["quantile=\"0.5\""]);
     assert!(0.0 < p50 && p50 <= p99, "p50 {p50}, p99 {p99}");
+    // And how long its requests took, within what they added.
+    let request_p99 = gateway.metric("iotel_sink_request_seconds", &["quantile=\"0.99\""]);
+    let request_p50 = gateway.metric("iotel_sink_request_seconds", &["quantile=\"0.5\""]);
+    assert!(
+        0.0 < request_p50 && request_p50 <= request_p99,
+        "p50 {request_p50}, p99 {request_p99}"
+    );
 }
 
 #[test]

@@ -216,6 +216,8 @@ impl DiskStore {
             source,
         };
         let (mut buffer, report) = DiskBuffer::open(buffer_config).map_err(failed)?;
+        // The sink syncs on its timer, while a request is on the wire.
+        buffer.sync_on_call_only();
         let mut index = Index::new(report.head_id);
         while let Some(record) = buffer.next().map_err(failed)? {
             let count =

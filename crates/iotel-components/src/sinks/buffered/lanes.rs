@@ -282,16 +282,22 @@ impl<P: Protocol> Driver<P> {
         let took = self
             .request_ms
             .map_or(0.0, |(mean, deviation)| mean + 4.0 * deviation)
+            .max(self.request_p99_ms)
             .round() as u64;
         timeout - took.min(timeout / 2)
     }
 
     /// Smooths in how long a delivered request took: its mean and mean
     /// deviation, as TCP estimates a round trip (RFC 6298), so that the
-    /// allowance covers the slow requests too, not just the typical one.
+    /// allowance covers the slow requests too, not just the typical one;
+    /// and counts it in the minute's percentiles, which cover the slow
+    /// ones that come in bursts.
     fn request_took(&mut self, now: Instant) {
         if let Some(started) = self.request_started.take() {
             let ms = now.duration_since(started).as_secs_f64() * 1000.0;
+            let now_ms = unix_ms();
+            self.requests.record(ms.round() as u64, 1, now_ms);
+            self.request_p99_ms = self.requests.quantile(0.99).unwrap_or(0.0) * 1000.0;
             self.request_ms = Some(match self.request_ms {
                 Some((mean, deviation)) => (
                     mean + (ms - mean) * 0.125,

@@ -5,6 +5,12 @@
 //!
 //! `iotel_sink_latency_seconds{component_id, quantile="0.5"|"0.9"|"0.99"}`
 //!
+//! The same window, one count per request, gives how long requests take
+//! (from the moment a request was due, its reading back and encoding
+//! included, to the answer):
+//!
+//! `iotel_sink_request_seconds{component_id, quantile="0.5"|"0.9"|"0.99"}`
+//!
 //! Latencies go into log-scale buckets 10% apart (1 ms to about 4.9 h), so
 //! the memory is fixed (two windows of 176 counters) whatever the rate, and
 //! a quantile is the geometric middle of its bucket: within 5% of the true
@@ -31,12 +37,35 @@ pub(super) struct LatencyWindow {
 }
 
 impl LatencyWindow {
+    /// The added latency of a sink's events.
     pub(super) fn new(registry: &Registry, component_id: &str, now_ms: u64) -> Self {
+        Self::named(
+            registry,
+            "iotel_sink_latency_seconds",
+            "Time from a batch entering a sink's buffer to the peer's acknowledgement, weighted \
+             by events, over the last minute (within 5%).",
+            component_id,
+            now_ms,
+        )
+    }
+
+    /// How long a sink's requests take.
+    pub(super) fn requests(registry: &Registry, component_id: &str, now_ms: u64) -> Self {
+        Self::named(
+            registry,
+            "iotel_sink_request_seconds",
+            "Time a sink's delivered requests took, from due (reading back and encoding \
+             included) to the peer's answer, over the last minute (within 5%).",
+            component_id,
+            now_ms,
+        )
+    }
+
+    fn named(registry: &Registry, name: &str, help: &str, component_id: &str, now_ms: u64) -> Self {
         let gauge = |q: &str| {
             registry.gauge(
-                "iotel_sink_latency_seconds",
-                "Time from a batch entering a sink's buffer to the peer's acknowledgement, \
-                 weighted by events, over the last minute (within 5%).",
+                name,
+                help,
                 &[("component_id", component_id), ("quantile", q)],
             )
         };

@@ -19,7 +19,8 @@
 //!   batches read for a request can no longer make room. `batch_timeout`
 //!   is the oldest batch's latency budget: the request goes out that long
 //!   after it was buffered minus what a request may take (the smoothed
-//!   mean plus four mean deviations, as TCP's retransmission timeout; at
+//!   mean plus four mean deviations, as TCP's retransmission timeout, or
+//!   the 99th percentile of the last minute's requests if that is more; at
 //!   most half the timeout), so that the peer acknowledges it within about
 //!   `batch_timeout` after it came in. Under light load requests are small
 //!   and go out on time; under heavy load they fill to `max_events` first.
@@ -217,6 +218,10 @@ struct Driver<P> {
     paced_until: Option<Instant>,
     slowdown: Gauge,
     latency: latency::LatencyWindow,
+    /// How long delivered requests took.
+    requests: latency::LatencyWindow,
+    /// Their 99th percentile, ms, as of the last one.
+    request_p99_ms: f64,
     /// When the request in flight went out.
     request_started: Option<Instant>,
     /// Time spent reading the main lane's next request from the buffer.
@@ -256,6 +261,8 @@ pub(crate) async fn deliver<P: Protocol>(
             &[],
         ),
         latency: latency::LatencyWindow::new(cx.registry(), &id, unix_ms()),
+        requests: latency::LatencyWindow::requests(cx.registry(), &id, unix_ms()),
+        request_p99_ms: 0.0,
         request_started: None,
         filling: Duration::ZERO,
         request_ms: None,
@@ -274,13 +281,16 @@ pub(crate) async fn deliver<P: Protocol>(
     // A batch refused by a full buffer, waiting for room; input is not read
     // meanwhile: that is the backpressure.
     let mut blocked: Option<Batch> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A quarter of the default fsync interval, so syncs keep to it.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once the node is stopping: a sink whose input stays open (held
     // back by a full buffer, or fed by a receiver still answering) must
     // still end within the node's deadline, accounting for what it holds.
     let mut stopping = false;
     let mut hard_deadline: Option<Instant> = None;
+    // The timer said a disk buffer's sync may be due.
+    let mut sync_due = false;
     loop {
         let now = Instant::now();
         if d.retry_at.is_some_and(|t| t <= now) {
@@ -302,6 +312,11 @@ pub(crate) async fn deliver<P: Protocol>(
             && let Some(f) = d.start(lane, now, &client)
         {
             in_flight = Some((lane, f));
+        }
+        // A due sync: now that a due request went out (or none is due),
+        // so the fsync overlaps the round trip instead of delaying it.
+        if std::mem::take(&mut sync_due) {
+            d.sync(&cx);
         }
         // While the request waits for its answer, the next one is read.
         d.prefill(&cx)?;
@@ -343,10 +358,8 @@ pub(crate) async fn deliver<P: Protocol>(
             },
             _ = tick.tick() => {
                 d.latency.update(unix_ms());
-                if let Err(e) = d.buffer.sync_if_due() {
-                    cx.metrics.error("buffer_sync_failed");
-                    tracing::warn!(component = %id, "syncing the buffer failed: {e}");
-                }
+                d.requests.update(unix_ms());
+                sync_due = true;
             },
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake.unwrap_or(now))),
                 if wake.is_some() => {}
@@ -526,6 +539,14 @@ impl<P: Protocol> Driver<P> {
             self.s.unit,
             p.message
         );
+    }
+
+    /// Syncs the buffer if its `fsync` interval says so.
+    fn sync(&mut self, cx: &SinkContext) {
+        if let Err(e) = self.buffer.sync_if_due() {
+            cx.metrics.error("buffer_sync_failed");
+            tracing::warn!(component = %cx.metrics.id(), "syncing the buffer failed: {e}");
+        }
     }
 
     /// Tells the node how full the buffer is; logs a change of the
