@@ -9,7 +9,8 @@
 #   - samples/s and log lines/s acknowledged by the gateway, and what
 #     reached the far end (lost, duplicates);
 #   - the latency the gateway adds (its sink's iotel_sink_latency_seconds
-#     p50/p99: buffered → acknowledged upstream) and the end-to-end latency
+#     p50/p99: buffered → acknowledged upstream; and how long its requests
+#     took, iotel_sink_request_seconds) and the end-to-end latency
 #     loadgen measured (generated → received through the gateway);
 #   - the gateway's CPU (% of one core) and RSS (peak and steady), and
 #     loadgen's CPU, which shares the machine.
@@ -103,12 +104,13 @@ s = r["signals"]
 secs = r["seconds"]
 gw_peak, gw_steady, gw_cpu = open(f"{work}/gateway.summary").read().split()
 lg_peak, lg_steady, lg_cpu = open(f"{work}/loadgen.summary").read().split()
-q = {}
+q, rq = {}, {}
 for line in open(f"{work}/gateway.metrics"):
-    m = re.match(r'iotel_sink_latency_seconds\{(.*)\} (\S+)', line)
+    m = re.match(r'iotel_sink_(latency|request)_seconds\{(.*)\} (\S+)', line)
     if m:
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        q.setdefault(labels["component_id"], {})[labels["quantile"]] = float(m.group(2)) * 1000
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        into = q if m.group(1) == "latency" else rq
+        into.setdefault(labels["component_id"], {})[labels["quantile"]] = float(m.group(3)) * 1000
 e2e = r["end_to_end_latency"] or {}
 print(f"devices: {devices} (10 samples/s + 1 log line/s each), {secs:.1f} s, {sys.argv[4]} buffers")
 print(f"acked by the gateway: {s['metrics']['acked']/secs:,.0f} samples/s, {s['logs']['acked']/secs:,.0f} log lines/s")
@@ -116,7 +118,8 @@ lost = sum(v["acked"] - (v["received"] - v["duplicates"]) for v in s.values())
 dups = sum(v["duplicates"] for v in s.values())
 print(f"reached the far end: {sum(v['received'] for v in s.values()):,} events, lost {lost}, duplicates {dups}")
 for sink, qs in sorted(q.items()):
-    print(f"gateway added latency, sink {sink} (iotel_sink_latency_seconds): p50 {qs.get('0.5', 0):.0f} ms, p99 {qs.get('0.99', 0):.0f} ms")
+    r_ = rq.get(sink, {})
+    print(f"gateway added latency, sink {sink} (iotel_sink_latency_seconds): p50 {qs.get('0.5', 0):.0f} ms, p99 {qs.get('0.99', 0):.0f} ms; its requests took p50 {r_.get('0.5', 0):.0f} ms, p99 {r_.get('0.99', 0):.0f} ms")
 if e2e:
     print(f"end to end (loadgen → gateway → loadgen): p50 {e2e['p50_ms']:.0f} ms, p99 {e2e['p99_ms']:.0f} ms, max {e2e['max_ms']:.0f} ms")
 print(f"gateway: CPU {float(gw_cpu):.0f}% of one core, RSS peak {int(gw_peak)/1024:.1f} MiB, steady {int(float(gw_steady))/1024:.1f} MiB")

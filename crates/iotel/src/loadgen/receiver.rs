@@ -36,7 +36,7 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
     let (stop, stopped) = shutdown::channel();
-    let seen = Arc::new(Mutex::new(HashSet::<u64>::new()));
+    let seen: Arc<Seen> = Arc::new((0..SEEN_SHARDS).map(|_| Mutex::default()).collect());
     tokio::spawn(http_util::serve(listener, stopped, move |req| {
         let (stats, drifts, seen) = (stats.clone(), drifts.clone(), seen.clone());
         async move {
@@ -59,7 +59,14 @@ pub async fn start(
     Ok(Receiver { stop })
 }
 
-fn take(events: &Events, stats: &Stats, drifts: &[i64], seen: &Mutex<HashSet<u64>>) {
+/// Every event received so far, by a hash of what identifies it, in shards:
+/// a set of millions that doubles rehashes them all at once, which would
+/// hold up the request that caused it (and show as the sender's latency).
+type Seen = Vec<Mutex<HashSet<u64>>>;
+
+const SEEN_SHARDS: usize = 256;
+
+fn take(events: &Events, stats: &Stats, drifts: &[i64], seen: &Seen) {
     let signal = signal_index(events.signal());
     let counts = &stats.signals[signal];
     let now_ms = iotel_model::now_unix_ms();
@@ -89,10 +96,13 @@ fn take(events: &Events, stats: &Stats, drifts: &[i64], seen: &Mutex<HashSet<u64
         let generated = device_ms - drift;
         latencies.push(u64::try_from((now_ms - generated).max(0)).unwrap_or(0) * 1000);
     });
-    let duplicates = match seen.lock() {
-        Ok(mut s) => keys.into_iter().filter(|k| !s.insert(*k)).count(),
-        Err(_) => 0,
-    };
+    let duplicates = keys
+        .into_iter()
+        .filter(|k| {
+            let shard = &seen[(*k >> 56) as usize % SEEN_SHARDS];
+            shard.lock().is_ok_and(|mut s| !s.insert(*k))
+        })
+        .count();
     counts
         .received
         .fetch_add(latencies.len() as u64, Ordering::Relaxed);
