@@ -23,6 +23,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a demo fleet on this machine: agents, a gateway and a cloud over
+    /// mutual TLS, with simulated devices, until Ctrl-C.
+    #[cfg(all(feature = "certs", feature = "loadgen"))]
+    Demo(crate::demo::DemoArgs),
     /// Run the edge agent (default config: config/edge.toml).
     Agent(RunArgs),
     /// Run a site gateway (default config: config/gateway.toml).
@@ -120,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "loadgen")]
         Command::Loadgen(a) => crate::loadgen::run(*a),
         Command::Lint(c) => Ok(crate::lint::run(c)),
+        #[cfg(all(feature = "certs", feature = "loadgen"))]
+        Command::Demo(a) => crate::demo::run(a),
         #[cfg(feature = "watch")]
         Command::Top(a) => crate::top::run(a),
         #[cfg(feature = "watch")]

@@ -40,6 +40,10 @@ pub struct LoadgenArgs {
     /// Simulated devices.
     #[arg(long, default_value_t = 50)]
     pub devices: usize,
+    /// The number of the first device (`dev-00000` by default): loadgens
+    /// that share a receiver take different ranges.
+    #[arg(long, default_value_t = 0)]
+    pub first_device: usize,
     /// Devices per simulated agent (one agent id and connection each).
     #[arg(long, default_value_t = 100)]
     pub devices_per_agent: usize,
@@ -177,7 +181,7 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<std::process::ExitCode> 
         let last = (first + args.devices_per_agent).min(args.devices);
         let sim = sender::Agent {
             id: format!("loadgen-{}-{a:04}", args.site),
-            devices: (first..last)
+            devices: (args.first_device + first..args.first_device + last)
                 .map(|i| fleet::Device::new(i, &args.site, args.tenant.as_deref(), drifts[i]))
                 .collect(),
             rng: fastrand::Rng::with_seed(args.seed ^ (a as u64).wrapping_mul(0x9e37_79b9)),
@@ -252,7 +256,7 @@ fn fleet_drifts(args: &LoadgenArgs) -> Arc<Vec<i64>> {
     let max = i64::try_from(args.clock_drift.as_millis()).unwrap_or(i64::MAX / 4);
     let mut rng = fastrand::Rng::with_seed(args.seed);
     Arc::new(
-        (0..args.devices)
+        (0..args.first_device + args.devices)
             .map(|_| if max == 0 { 0 } else { rng.i64(-max..=max) })
             .collect(),
     )
