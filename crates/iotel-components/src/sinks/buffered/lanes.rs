@@ -275,8 +275,9 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// How old a request's oldest batch is when it goes out: the batch
-    /// timeout less what a request may take (at most half of it), so that
-    /// it is acknowledged within about `batch_timeout` after it came in.
+    /// timeout less what a request may take and a tenth of the timeout for
+    /// the moments between due and sent (at most half of it), so that it
+    /// is acknowledged within `batch_timeout` after it came in.
     fn flush_age_ms(&self) -> u64 {
         let timeout = self.s.batch_timeout.as_millis() as u64;
         let took = self
@@ -284,7 +285,7 @@ impl<P: Protocol> Driver<P> {
             .map_or(0.0, |(mean, deviation)| mean + 4.0 * deviation)
             .max(self.request_p99_ms)
             .round() as u64;
-        timeout - took.min(timeout / 2)
+        timeout - (took + timeout / 10).min(timeout / 2)
     }
 
     /// Smooths in how long a delivered request took: its mean and mean

@@ -20,8 +20,9 @@
 //!   is the oldest batch's latency budget: the request goes out that long
 //!   after it was buffered minus what a request may take (the smoothed
 //!   mean plus four mean deviations, as TCP's retransmission timeout, or
-//!   the 99th percentile of the last minute's requests if that is more; at
-//!   most half the timeout), so that the peer acknowledges it within about
+//!   the 99th percentile of the last minute's requests if that is more,
+//!   and a tenth of the timeout for the moments between due and sent; at
+//!   most half the timeout), so that the peer acknowledges it within
 //!   `batch_timeout` after it came in. Under light load requests are small
 //!   and go out on time; under heavy load they fill to `max_events` first.
 //! - A batch leaves the buffer only when the peer answered 2xx, or when the
