@@ -51,6 +51,11 @@ fn each_unit_runs_its_role_with_the_config_and_state_directories_systemd_makes()
         // is /var/lib/iotel/ROLE: the paths ExecStart names.
         assert_eq!(one(&unit, "ConfigurationDirectory"), "iotel");
         assert_eq!(one(&unit, "StateDirectory"), format!("iotel/{role}"));
+        // The ${VAR}s of the config, optional ('-').
+        assert_eq!(
+            one(&unit, "EnvironmentFile"),
+            format!("-/etc/iotel/{role}.env")
+        );
         // iotel does not send sd_notify's READY=1.
         assert_eq!(one(&unit, "Type"), "exec");
         // The binary takes these arguments: they parse, and reach the role's
