@@ -2,8 +2,12 @@
 
 use crate::node;
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+#[cfg(feature = "completions")]
+use clap::CommandFactory;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use iotel_components::config::{self, Loaded, RuntimeFlavor};
+#[cfg(feature = "completions")]
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,9 +18,12 @@ use std::process::ExitCode;
     about = "Observability pipeline for IoT fleets: metrics, logs and traces from device to cloud."
 )]
 pub struct Cli {
-    /// Log filter, e.g. `info` or `iotel_components=debug` (default: `info`).
+    /// Log filter, e.g. `info` or `info,iotel_components::sinks=debug` (default: `info`).
     #[arg(long, global = true, env = "IOTEL_LOG")]
     pub log_level: Option<String>,
+    /// Log lines as text, or as one JSON object a line.
+    #[arg(long, global = true, env = "IOTEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,6 +61,22 @@ pub enum Command {
     /// Print a sample of the events leaving a component, as JSON lines.
     #[cfg(feature = "watch")]
     Tap(crate::tap::TapArgs),
+    /// Print a shell completion script on stdout.
+    #[cfg(feature = "completions")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How the process's own log lines are written (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people: time, level, target and message on one line.
+    Text,
+    /// One JSON object a line: timestamp, level, target, fields (with the
+    /// message) and the spans it was logged in.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +153,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => crate::top::run(a),
         #[cfg(feature = "watch")]
         Command::Tap(a) => crate::tap::run(a),
+        #[cfg(feature = "completions")]
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write
+            // (`iotel completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "iotel", &mut script);
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&script).and_then(|()| out.flush()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(anyhow::Error::new(e).context("writing the completion script")),
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod demo;
 mod lint;
 #[cfg(feature = "loadgen")]
 mod loadgen;
+mod logging;
 mod node;
 mod status;
 mod tap;
@@ -23,7 +24,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.log_level.as_deref());
+    if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -31,28 +35,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: Option<&str>) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let spec = level
-        .map(str::to_string)
-        .or_else(|| std::env::var("IOTEL_LOG").ok());
-    let filter = match spec.as_deref().map(str::parse::<Targets>) {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => {
-            eprintln!(
-                "warning: ignoring log filter {:?} ({e}); logging at info",
-                spec.unwrap_or_default()
-            );
-            Targets::new().with_default(tracing::Level::INFO)
-        }
-        None => Targets::new().with_default(tracing::Level::INFO),
-    };
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    tracing_subscriber::registry().with(fmt).with(filter).init();
 }
