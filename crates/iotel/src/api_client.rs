@@ -6,7 +6,22 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use iotel_components::http_util::{self, Body};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// How to reach an API that speaks HTTPS with client certificates.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// PEM CA to trust for an https:// API (else the system's roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for an API that asks for one; with
+    /// --key-file.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+}
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -20,8 +35,9 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `api` is `host:port` or an `http://` / `https://` URL.
-    pub fn new(api: &str) -> Result<Self, String> {
+    /// `api` is `host:port` or an `http://` / `https://` URL; `tls` the
+    /// CA and client certificate for an https:// one.
+    pub fn new(api: &str, tls: &TlsArgs) -> Result<Self, String> {
         let api = api.trim().trim_end_matches('/');
         let base = if api.contains("://") {
             api.to_string()
@@ -39,10 +55,30 @@ impl ApiClient {
                 ));
             }
         }
-        Ok(Self {
-            base,
-            client: http_util::client(),
-        })
+        let table = (tls.ca_file.is_some() || tls.cert_file.is_some()).then(|| {
+            iotel_components::tls::ClientTls {
+                ca_file: tls.ca_file.clone(),
+                cert_file: tls.cert_file.clone(),
+                key_file: tls.key_file.clone(),
+                server_name: None,
+            }
+        });
+        let cx = iotel_components::BuildContext {
+            id: "api".into(),
+            metrics: iotel_engine::ComponentMetrics::detached("api", "api"),
+            data_dir: std::env::temp_dir(),
+            config_dir: PathBuf::from("."),
+        };
+        let client = http_util::client_for(table.as_ref(), &cx)
+            .map_err(|p| {
+                format!(
+                    "{}: {}",
+                    p.key.replace("tls.", "--").replace('_', "-"),
+                    p.message
+                )
+            })?
+            .unwrap_or_else(http_util::client);
+        Ok(Self { base, client })
     }
 
     pub fn base(&self) -> &str {
@@ -128,7 +164,7 @@ mod tests {
 
     #[test]
     fn an_address_may_be_host_port_or_a_url() {
-        let base = |a: &str| ApiClient::new(a).map(|c| c.base().to_string());
+        let base = |a: &str| ApiClient::new(a, &TlsArgs::default()).map(|c| c.base().to_string());
         assert_eq!(
             base("127.0.0.1:8686").as_deref(),
             Ok("http://127.0.0.1:8686")
@@ -150,7 +186,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("its address").port()
         };
-        let client = ApiClient::new(&format!("127.0.0.1:{port}")).expect("an address");
+        let client =
+            ApiClient::new(&format!("127.0.0.1:{port}"), &TlsArgs::default()).expect("an address");
         let e = client
             .get_json::<serde_json::Value>("/api/v1/components")
             .await

@@ -228,6 +228,8 @@ pub struct TapArgs {
     /// Stop after this many events.
     #[arg(long)]
     pub limit: Option<u64>,
+    #[command(flatten)]
+    pub tls: crate::api_client::TlsArgs,
 }
 
 /// Asks the node for a second's sample at a time and prints it, until
@@ -243,7 +245,8 @@ pub fn run(args: TapArgs) -> anyhow::Result<std::process::ExitCode> {
             args.rate
         );
     }
-    let client = crate::api_client::ApiClient::new(&args.api).map_err(anyhow::Error::msg)?;
+    let client =
+        crate::api_client::ApiClient::new(&args.api, &args.tls).map_err(anyhow::Error::msg)?;
     let path = format!("{PATH}{}?rate={}", args.component, args.rate);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

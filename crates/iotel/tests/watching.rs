@@ -450,3 +450,87 @@ path = "{DIR}/lines.ndjson"
         "error: --rate: expected events per second from 1 to 1000, got 0\n"
     );
 }
+
+#[test]
+fn top_reads_an_api_that_asks_for_client_certificates() {
+    let pki = tempfile::tempdir().unwrap();
+    let p = pki.path().display().to_string();
+    for args in [
+        vec!["init", "--dir", &p],
+        vec![
+            "issue-server",
+            "--dir",
+            &p,
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        vec!["issue-device", "--dir", &p, "--device-id", "operator"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_iotel"))
+            .arg("certs")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let port = free_port();
+    let mut node = Iotel::start_unready(
+        "agent",
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{port}"
+tls = {{ cert_file = "{p}/servers/localhost.pem", key_file = "{p}/servers/localhost.key", ca_file = "{p}/ca.pem" }}
+
+[sources.lines]
+type = "generator"
+signal = "log"
+interval = "1h"
+
+[sinks.archive]
+type = "file"
+inputs = ["lines"]
+path = "{{DIR}}/lines.ndjson"
+"#
+        ),
+    );
+    let api = format!("https://localhost:{port}");
+    let ca = format!("{p}/ca.pem");
+    let (cert, key) = (
+        format!("{p}/devices/operator.pem"),
+        format!("{p}/devices/operator.key"),
+    );
+    let stdout = wait_for("top over mutual TLS", Duration::from_secs(30), || {
+        let (code, stdout, _) = top(&[
+            "--api",
+            &api,
+            "--ca-file",
+            &ca,
+            "--cert-file",
+            &cert,
+            "--key-file",
+            &key,
+            "--batch",
+            "1",
+        ]);
+        (code == 0).then_some(stdout)
+    });
+    assert!(
+        stdout.lines().nth(2).unwrap().starts_with("lines "),
+        "{stdout}"
+    );
+    // Without a client certificate the node refuses the handshake.
+    let (code, stdout, stderr) = top(&["--api", &api, "--ca-file", &ca, "--batch", "1"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(
+        stderr.starts_with(&format!("cannot reach the node API at {api}: ")),
+        "{stderr}"
+    );
+    node.proc.terminate(Duration::from_secs(10));
+}

@@ -40,10 +40,12 @@ pub struct TopArgs {
     /// Print N plain tables, one per interval, instead of the live view.
     #[arg(long, value_name = "N")]
     pub batch: Option<u32>,
+    #[command(flatten)]
+    pub tls: crate::api_client::TlsArgs,
 }
 
 pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
-    let client = ApiClient::new(&args.api).map_err(anyhow::Error::msg)?;
+    let client = ApiClient::new(&args.api, &args.tls).map_err(anyhow::Error::msg)?;
     let interval = args.interval.get().max(Duration::from_millis(100));
     if let Some(n) = args.batch {
         return batch(&client, &args, interval, n);
