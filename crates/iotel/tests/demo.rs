@@ -163,3 +163,57 @@ fn the_demo_with_prometheus_has_it_scrape_the_fleet() {
     std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn the_demo_with_nats_runs_the_cloud_as_ingest_and_worker() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
+        .args([
+            "demo",
+            "--devices",
+            "2",
+            "--agents",
+            "1",
+            "--duration",
+            "10s",
+            "--with-nats",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(demo.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    let status = demo.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{lines:?}\n{stderr}");
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" http://").map(|(n, _)| n))
+        .filter(|n| !n.contains(' '))
+        .collect();
+    assert_eq!(
+        names,
+        ["cloud", "cloud-worker", "gateway", "agent-1"],
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("the cloud publishes to NATS JetStream at nats://127.0.0.1:")),
+        "{lines:?}"
+    );
+    // Every signal went through JetStream to the worker's backends.
+    let totals = lines
+        .iter()
+        .find(|l| l.starts_with("the cloud received "))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let numbers: Vec<u64> = totals
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 3, "{totals}");
+    assert!(numbers.iter().all(|n| *n > 0), "{totals}");
+}

@@ -23,8 +23,15 @@ impl Files<'_> {
 
     /// The cloud: gateways' batches over mutual TLS, each with a valid
     /// gateway token and batch signature; metrics to an exporter, logs and
-    /// spans to files.
-    pub fn cloud(&self, api: u16, receiver: u16, metrics: u16) -> Result<PathBuf> {
+    /// spans to files; or, with `nats` (a NATS server's port), everything
+    /// to JetStream for the worker.
+    pub fn cloud(
+        &self,
+        api: u16,
+        receiver: u16,
+        metrics: u16,
+        nats: Option<u16>,
+    ) -> Result<PathBuf> {
         let (pki, dir) = (self.pki.display(), self.dir.display());
         std::fs::create_dir_all(self.dir.join("cloud"))?;
         self.write(
@@ -54,23 +61,64 @@ jwks_file = "{pki}/gateways.jwks"
 policy_file = "{dir}/policy.toml"
 audit_log = "{dir}/cloud/audit.jsonl"
 require_batch_signatures = true
+{}"#,
+                match nats {
+                    None => self.backends("gateways", metrics),
+                    Some(port) => format!(
+                        r#"
+[sinks.stream]
+type = "nats_jetstream"
+inputs = ["gateways"]
+url = "nats://127.0.0.1:{port}"
+shards = 4
+buffer = {{ type = "disk", max_size = "256MiB", when_full = "block" }}
+"#
+                    ),
+                }
+            ),
+        )
+    }
 
+    /// A cloud worker: what the cloud published to JetStream, to the
+    /// backends.
+    pub fn worker(&self, api: u16, metrics: u16, nats: u16) -> Result<PathBuf> {
+        self.write(
+            "cloud-worker.toml",
+            &format!(
+                r#"# The demo's cloud worker.
+[api]
+address = "127.0.0.1:{api}"
+
+[sources.work]
+type = "nats_jetstream"
+url = "nats://127.0.0.1:{nats}"
+durable = "iotel-demo"
+{}"#,
+                self.backends("work", metrics)
+            ),
+        )
+    }
+
+    /// The embedded backends at the end of the chain, fed by `from`.
+    fn backends(&self, from: &str, metrics: u16) -> String {
+        let dir = self.dir.display();
+        format!(
+            r#"
 [sinks.metrics]
 type = "prometheus_exporter"
-inputs = ["gateways.metrics"]
+inputs = ["{from}.metrics"]
 address = "127.0.0.1:{metrics}"
 
 [sinks.logs]
 type = "file"
-inputs = ["gateways.logs"]
+inputs = ["{from}.logs"]
 path = "{dir}/cloud/logs.ndjson"
 
 [sinks.spans]
 type = "file"
-inputs = ["gateways.traces"]
+inputs = ["{from}.traces"]
 path = "{dir}/cloud/spans.ndjson"
 "#
-            ),
         )
     }
 

@@ -48,6 +48,10 @@ pub struct DemoArgs {
     /// cloud's metrics.
     #[arg(long)]
     pub with_prometheus: bool,
+    /// Run the cloud as an ingest node and a worker on NATS JetStream
+    /// (Debian package `nats-server`), as a cloud scales out.
+    #[arg(long)]
+    pub with_nats: bool,
     /// Keep the demo's directory (configs, certificates, logs, data).
     #[arg(long)]
     pub keep: bool,
@@ -59,6 +63,8 @@ const GATEWAY_API: u16 = 8687;
 const AGENT_API: u16 = 8686;
 const CLOUD_METRICS: u16 = 9600;
 const PROMETHEUS: u16 = 9090;
+const CLOUD_WORKER_API: u16 = 8689;
+const NATS: u16 = 4222;
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if args.agents == 0 || args.devices < args.agents {
@@ -75,6 +81,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let nats = if args.with_nats {
+        Some(find_program("nats-server").context(
+            "--with-nats: `nats-server` is not installed (Debian package `nats-server`)",
+        )?)
+    } else {
+        None
+    };
     let dir = std::env::temp_dir().join(format!("iotel-demo-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("creating {}", dir.display()))?;
@@ -83,7 +96,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         children: Vec::new(),
         keep: args.keep,
     };
-    let code = demo.run(&args, prometheus.as_deref());
+    let code = demo.run(&args, prometheus.as_deref(), nats.as_deref());
     demo.stop();
     code
 }
@@ -103,7 +116,12 @@ struct Node {
 }
 
 impl Demo {
-    fn run(&mut self, args: &DemoArgs, prometheus: Option<&Path>) -> Result<ExitCode> {
+    fn run(
+        &mut self,
+        args: &DemoArgs,
+        prometheus: Option<&Path>,
+        nats: Option<&Path>,
+    ) -> Result<ExitCode> {
         let exe = std::env::current_exe().context("finding this program")?;
         let pki = self.dir.join("pki");
         self.certificates(&exe, &pki, args.agents)?;
@@ -121,6 +139,14 @@ impl Demo {
             let api = port(&format!("agent-{i}'s API"), wanted)?;
             agents.push((i, api, port(&format!("agent-{i}'s receiver"), None)?));
         }
+        let worker_api = match nats {
+            Some(_) => Some(port("the cloud worker's API", Some(CLOUD_WORKER_API))?),
+            None => None,
+        };
+        let nats_port = match nats {
+            Some(_) => Some(port("NATS", Some(NATS))?),
+            None => None,
+        };
         let prometheus_port = match prometheus {
             Some(_) => Some(port("Prometheus", Some(PROMETHEUS))?),
             None => None,
@@ -135,8 +161,15 @@ impl Demo {
             pki: &pki,
         };
         let mut nodes = Vec::new();
-        let cloud = files.cloud(cloud_api, cloud_in, cloud_metrics)?;
+        if let (Some(bin), Some(port)) = (nats, nats_port) {
+            self.nats(bin, port)?;
+        }
+        let cloud = files.cloud(cloud_api, cloud_in, cloud_metrics, nats_port)?;
         nodes.push(self.node(&exe, "cloud", "cloud", &cloud, cloud_api)?);
+        if let (Some(api), Some(port)) = (worker_api, nats_port) {
+            let worker = files.worker(api, cloud_metrics, port)?;
+            nodes.push(self.node(&exe, "cloud-worker", "cloud", &worker, api)?);
+        }
         let gateway = files.gateway(gateway_api, gateway_in, cloud_in)?;
         nodes.push(self.node(&exe, "gateway", "gateway", &gateway, gateway_api)?);
         for &(i, api, receiver) in &agents {
@@ -175,6 +208,13 @@ impl Demo {
         if let Some(port) = prometheus_port {
             say!("prometheus http://127.0.0.1:{port}/");
         }
+        if let Some(port) = nats_port {
+            say!(
+                "the cloud publishes to NATS JetStream at nats://127.0.0.1:{port} \
+                 (subjects iotel.{}.<signal>.<shard>); the cloud worker takes from it",
+                configs::TENANT
+            );
+        }
         say!(
             "the fleet's metrics at the cloud: http://127.0.0.1:{cloud_metrics}/metrics; its logs \
              and spans: {}",
@@ -194,8 +234,9 @@ impl Demo {
         let _ = std::io::stdout().flush();
 
         let stopped_by = self.wait(args.duration.map(|d| d.get()))?;
-        let cloud_node = &nodes[0];
-        if let Some(totals) = cloud_totals(cloud_node.api) {
+        // The backends' sinks: on the worker when there is one.
+        let backends = &nodes[usize::from(worker_api.is_some())];
+        if let Some(totals) = cloud_totals(backends.api) {
             say!("{totals}");
         }
         match stopped_by {
@@ -319,6 +360,26 @@ impl Demo {
             "87600h",
         ]);
         self.spawn(&format!("devices-{agent}"), cmd)
+    }
+
+    fn nats(&mut self, bin: &Path, port: u16) -> Result<()> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(self.dir.join("nats"));
+        self.spawn("nats", cmd)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                self.keep = true;
+                bail!(
+                    "nats-server did not listen on {addr} within 10s; its log: {}",
+                    self.dir.join("logs/nats.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     fn prometheus(&mut self, bin: &Path, config: &Path, port: u16) -> Result<()> {
