@@ -17,6 +17,7 @@ pub mod native_protocol;
 pub(crate) mod nats_server;
 pub mod sinks;
 pub mod sources;
+pub mod state_file;
 pub mod tls;
 pub mod transforms;
 pub mod tz;

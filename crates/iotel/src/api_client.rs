@@ -6,22 +6,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use iotel_components::http_util::{self, Body};
 use serde::de::DeserializeOwned;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// How to reach an API that speaks HTTPS with client certificates.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TlsArgs {
-    /// PEM CA to trust for an https:// API (else the system's roots).
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate, for an API that asks for one; with
-    /// --key-file.
-    #[arg(long)]
-    pub cert_file: Option<PathBuf>,
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
-}
+pub use crate::client_tls::TlsArgs;
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -55,29 +42,7 @@ impl ApiClient {
                 ));
             }
         }
-        let table = (tls.ca_file.is_some() || tls.cert_file.is_some()).then(|| {
-            iotel_components::tls::ClientTls {
-                ca_file: tls.ca_file.clone(),
-                cert_file: tls.cert_file.clone(),
-                key_file: tls.key_file.clone(),
-                server_name: None,
-            }
-        });
-        let cx = iotel_components::BuildContext {
-            id: "api".into(),
-            metrics: iotel_engine::ComponentMetrics::detached("api", "api"),
-            data_dir: std::env::temp_dir(),
-            config_dir: PathBuf::from("."),
-        };
-        let client = http_util::client_for(table.as_ref(), &cx)
-            .map_err(|p| {
-                format!(
-                    "{}: {}",
-                    p.key.replace("tls.", "--").replace('_', "-"),
-                    p.message
-                )
-            })?
-            .unwrap_or_else(http_util::client);
+        let client = tls.client()?;
         Ok(Self { base, client })
     }
 

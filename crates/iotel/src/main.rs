@@ -7,6 +7,8 @@ mod api_client;
 #[cfg(feature = "certs")]
 mod certs;
 mod cli;
+#[cfg(any(feature = "watch", feature = "loadgen"))]
+mod client_tls;
 #[cfg(all(feature = "certs", feature = "loadgen"))]
 mod demo;
 mod lint;

@@ -244,10 +244,10 @@ path = "{DIR}/lines.ndjson"
     assert_eq!(json["components"][1]["errors"], 0);
 }
 
-/// Runs `iotel top` with `args`: exit code, stdout, stderr.
-fn top(args: &[&str]) -> (i32, String, String) {
+/// Runs `iotel <command>` with `args`: exit code, stdout, stderr.
+fn iotel(command: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .arg("top")
+        .arg(command)
         .args(args)
         .output()
         .unwrap();
@@ -256,6 +256,10 @@ fn top(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+fn top(args: &[&str]) -> (i32, String, String) {
+    iotel("top", args)
 }
 
 #[test]
@@ -363,18 +367,8 @@ fn top_says_when_the_node_is_down_or_not_an_iotel_node() {
     );
 }
 
-/// Runs `iotel tap` with `args`: exit code, stdout, stderr.
 fn tap(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .arg("tap")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    iotel("tap", args)
 }
 
 #[test]

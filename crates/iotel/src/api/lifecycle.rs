@@ -167,9 +167,11 @@ impl Lifecycle {
             retired: retired.iter().map(RetiredEntry::from).collect(),
         };
         state.retired.sort_by(|a, b| a.name.cmp(&b.name));
-        write_atomically(&self.file, &state).map_err(|e| ChangeError::NotKept {
-            path: self.file.display().to_string(),
-            message: e.to_string(),
+        iotel_components::state_file::replace_json(&self.file, &state).map_err(|message| {
+            ChangeError::NotKept {
+                path: self.file.display().to_string(),
+                message,
+            }
         })
     }
 }
@@ -189,21 +191,4 @@ fn read(file: &Path) -> Result<Vec<RetiredFamily>, String> {
         )
     })?;
     Ok(state.retired.into_iter().map(RetiredFamily::from).collect())
-}
-
-/// Writes `state` to `path`: temp file, fsync, rename, fsync the directory.
-fn write_atomically(path: &Path, state: &StateFile) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
-    text.push('\n');
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }

@@ -85,14 +85,8 @@ pub struct LoadgenArgs {
     /// not yet received.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
-    /// PEM CA to trust for an https:// target.
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (mutual TLS), with --key-file.
-    #[arg(long)]
-    pub cert_file: Option<PathBuf>,
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::client_tls::TlsArgs,
     /// A file holding a bearer token sent with every request.
     #[arg(long)]
     pub bearer_token_file: Option<PathBuf>,

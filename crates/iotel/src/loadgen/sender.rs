@@ -30,29 +30,7 @@ impl Target {
         let endpoint = http_util::parse_http_url_with_default_path(&args.target, BATCH_PATH)
             .map_err(anyhow::Error::msg)
             .context("--target")?;
-        let tls = (args.ca_file.is_some() || args.cert_file.is_some()).then(|| {
-            iotel_components::tls::ClientTls {
-                ca_file: args.ca_file.clone(),
-                cert_file: args.cert_file.clone(),
-                key_file: args.key_file.clone(),
-                server_name: None,
-            }
-        });
-        let cx = iotel_components::BuildContext {
-            id: "loadgen".into(),
-            metrics: iotel_engine::ComponentMetrics::detached("loadgen", "loadgen"),
-            data_dir: std::env::temp_dir(),
-            config_dir: std::path::PathBuf::from("."),
-        };
-        let client = http_util::client_for(tls.as_ref(), &cx)
-            .map_err(|p| {
-                anyhow::anyhow!(
-                    "{}: {}",
-                    p.key.replace("tls.", "--").replace('_', "-"),
-                    p.message
-                )
-            })?
-            .unwrap_or_else(http_util::client);
+        let client = args.tls.client().map_err(anyhow::Error::msg)?;
         let bearer = match &args.bearer_token_file {
             Some(path) => Some(Arc::from(
                 std::fs::read_to_string(path)

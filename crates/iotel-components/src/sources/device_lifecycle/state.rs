@@ -10,8 +10,6 @@
 //! knows as little as on its first start.
 
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file's format; a file of another version is not read.
@@ -71,13 +69,10 @@ impl StateFile {
     /// # Errors
     /// The file exists but cannot be read or is not a state of this version.
     pub fn load(&self) -> Result<Option<State>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        let Some(state) = crate::state_file::read_json::<State>(&self.path, "a lifecycle state")?
+        else {
+            return Ok(None);
         };
-        let state: State = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a lifecycle state: {e}", self.path.display()))?;
         if state.version != VERSION {
             return Err(format!(
                 "{} has format version {}; this build reads version {VERSION}",
@@ -88,27 +83,14 @@ impl StateFile {
         Ok(Some(state))
     }
 
-    /// Replaces the file with `state`: temp → fsync → rename → fsync the
-    /// directory. Creates the directory when missing.
+    /// Replaces the file with `state` (see `crate::state_file`). Creates
+    /// the directory when missing.
     ///
     /// # Errors
     /// Any step failed, with the path; the old file is then still in place.
     pub fn save(&self, state: &State) -> Result<(), String> {
-        let fail =
-            |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
         let mut doc = state.clone();
         doc.version = VERSION;
-        let text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(|e| fail("create", &tmp, e))?;
-        f.write_all(&text).map_err(|e| fail("write", &tmp, e))?;
-        f.sync_all().map_err(|e| fail("fsync", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(|e| fail("rename", &tmp, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("fsync", dir, e))
+        crate::state_file::replace_json(&self.path, &doc)
     }
 }

@@ -9,8 +9,6 @@
 //! transform starts empty.
 
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const VERSION: u32 = 1;
@@ -58,13 +56,10 @@ impl StateFile {
     /// # Errors
     /// The file exists but cannot be read or is not of this version.
     pub fn load(&self) -> Result<Option<Saved>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        let Some(saved) = crate::state_file::read_json::<Saved>(&self.path, "a device list")?
+        else {
+            return Ok(None);
         };
-        let saved: Saved = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a device list: {e}", self.path.display()))?;
         if saved.version != VERSION {
             return Err(format!(
                 "{} has format version {}; this build reads version {VERSION}",
@@ -75,26 +70,13 @@ impl StateFile {
         Ok(Some(saved))
     }
 
-    /// Replaces the file: temp → fsync → rename → fsync the directory.
+    /// Replaces the file (see `crate::state_file`).
     ///
     /// # Errors
     /// Any step failed, with the path; the old file is then still in place.
     pub fn save(&self, saved: &Saved) -> Result<(), String> {
-        let fail =
-            |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
         let mut doc = saved.clone();
         doc.version = VERSION;
-        let text = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(|e| fail("create", &tmp, e))?;
-        f.write_all(&text).map_err(|e| fail("write", &tmp, e))?;
-        f.sync_all().map_err(|e| fail("fsync", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(|e| fail("rename", &tmp, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("fsync", dir, e))
+        crate::state_file::replace_json(&self.path, &doc)
     }
 }
