@@ -12,8 +12,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use util::http_get;
 
+/// Demos run one at a time: each takes the roles' usual ports when free,
+/// and two starting together would both find them free.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
+    let _one = one_at_a_time();
     // The gateway's usual API port is taken: the demo picks another and
     // says so.
     let taken = TcpListener::bind("127.0.0.1:8687");
@@ -114,6 +123,7 @@ fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
 
 #[test]
 fn the_demo_with_prometheus_has_it_scrape_the_fleet() {
+    let _one = one_at_a_time();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
         .args([
             "demo",
@@ -166,6 +176,7 @@ fn the_demo_with_prometheus_has_it_scrape_the_fleet() {
 
 #[test]
 fn the_demo_with_nats_runs_the_cloud_as_ingest_and_worker() {
+    let _one = one_at_a_time();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
         .args([
             "demo",
@@ -216,4 +227,63 @@ fn the_demo_with_nats_runs_the_cloud_as_ingest_and_worker() {
         .collect();
     assert_eq!(numbers.len(), 3, "{totals}");
     assert!(numbers.iter().all(|n| *n > 0), "{totals}");
+}
+
+#[test]
+fn the_demo_with_mosquitto_bridges_devices_that_speak_only_mqtt() {
+    let _one = one_at_a_time();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
+        .args([
+            "demo",
+            "--devices",
+            "2",
+            "--agents",
+            "1",
+            "--duration",
+            "15s",
+            "--with-mosquitto",
+            "--mqtt-devices",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut exporter = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("the fleet's metrics at the cloud: http://") {
+            let addr = rest.split('/').next().unwrap();
+            exporter = Some(addr.parse::<SocketAddr>().unwrap());
+        }
+        if line.starts_with("stopping in") {
+            break;
+        }
+    }
+    let exporter = exporter.expect("the exporter's address");
+    // The MQTT devices (dev-00002 … dev-00004) reach the cloud through the
+    // broker and the gateway, each reading a gauge labelled from its topic.
+    let devices = util::wait_for(
+        "the MQTT devices at the cloud",
+        Duration::from_secs(30),
+        || {
+            let (_, _, body) = http_get(exporter, "/metrics", None)?;
+            let mut seen: Vec<String> = body
+                .lines()
+                .filter(|l| l.starts_with("temperature_celsius{"))
+                .filter_map(|l| {
+                    let at = l.find("device_id=\"")? + "device_id=\"".len();
+                    Some(l[at..at + 9].to_string())
+                })
+                .collect();
+            seen.sort();
+            seen.dedup();
+            (seen.len() == 3).then_some(seen)
+        },
+    );
+    assert_eq!(devices, ["dev-00002", "dev-00003", "dev-00004"]);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
 }

@@ -124,8 +124,31 @@ path = "{dir}/cloud/spans.ndjson"
 
     /// The gateway: agents over mutual TLS, each bound to its device
     /// certificate (`agent_id`); everything on to the cloud, signed.
-    pub fn gateway(&self, api: u16, receiver: u16, cloud: u16) -> Result<PathBuf> {
+    pub fn gateway(
+        &self,
+        api: u16,
+        receiver: u16,
+        cloud: u16,
+        mqtt: Option<u16>,
+    ) -> Result<PathBuf> {
         let pki = self.pki.display();
+        // Devices that speak only MQTT, through the site's broker.
+        let (mqtt_source, mqtt_input) = match mqtt {
+            Some(port) => (
+                format!(
+                    r#"
+[sources.mqtt_devices]
+type = "mqtt"
+url = "mqtt://127.0.0.1:{port}"
+topics = ["plant/+/+/telemetry"]
+topic_pattern = "plant/{{site}}/{{device_id}}/+"
+format = "json_metrics"
+"#
+                ),
+                r#", "mqtt_devices""#,
+            ),
+            None => (String::new(), ""),
+        };
         self.write(
             "gateway.toml",
             &format!(
@@ -138,10 +161,10 @@ type = "iotel"
 address = "127.0.0.1:{receiver}"
 tls = {{ cert_file = "{pki}/gateways/{GATEWAY}.pem", key_file = "{pki}/gateways/{GATEWAY}.key", ca_file = "{pki}/ca.pem" }}
 identity = {{ trust_domain = "{TRUST_DOMAIN}", label = "agent_id" }}
-
+{mqtt_source}
 [sinks.to_cloud]
 type = "iotel"
-inputs = ["agents"]
+inputs = ["agents"{mqtt_input}]
 endpoint = "https://localhost:{cloud}"
 agent_id = "{GATEWAY}"
 tls = {{ ca_file = "{pki}/ca.pem", cert_file = "{pki}/gateways/{GATEWAY}.pem", key_file = "{pki}/gateways/{GATEWAY}.key" }}
@@ -182,6 +205,23 @@ tls = {{ ca_file = "{pki}/ca.pem", cert_file = "{pki}/devices/agent-{i}.pem", ke
 batch = {{ max_events = 1000, timeout = "200ms" }}
 buffer = {{ type = "disk", max_size = "64MiB" }}
 "#
+            ),
+        )
+    }
+
+    /// A Mosquitto broker for the site, anonymous, on loopback.
+    pub fn mosquitto(&self, port: u16) -> Result<PathBuf> {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        self.write(
+            "mosquitto.conf",
+            &format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}",
+                // As root, Mosquitto would switch to a user that cannot
+                // read the demo's directory.
+                if root { "user root\n" } else { "" }
             ),
         )
     }

@@ -52,6 +52,14 @@ pub struct DemoArgs {
     /// (Debian package `nats-server`), as a cloud scales out.
     #[arg(long)]
     pub with_nats: bool,
+    /// Also run Mosquitto (Debian package `mosquitto`) at the site, with
+    /// devices that speak only MQTT publishing JSON readings to it, which
+    /// the gateway bridges.
+    #[arg(long)]
+    pub with_mosquitto: bool,
+    /// Devices that speak only MQTT, with --with-mosquitto.
+    #[arg(long, default_value_t = 5)]
+    pub mqtt_devices: usize,
     /// Keep the demo's directory (configs, certificates, logs, data).
     #[arg(long)]
     pub keep: bool,
@@ -65,6 +73,7 @@ const CLOUD_METRICS: u16 = 9600;
 const PROMETHEUS: u16 = 9090;
 const CLOUD_WORKER_API: u16 = 8689;
 const NATS: u16 = 4222;
+const MQTT: u16 = 1883;
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if args.agents == 0 || args.devices < args.agents {
@@ -88,6 +97,12 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    // Should the demo itself fail, what it started stops with it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        stop_started();
+        default_hook(info);
+    }));
     let dir = std::env::temp_dir().join(format!("iotel-demo-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("creating {}", dir.display()))?;
@@ -96,7 +111,17 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         children: Vec::new(),
         keep: args.keep,
     };
-    let code = demo.run(&args, prometheus.as_deref(), nats.as_deref());
+    let mosquitto = if args.with_mosquitto {
+        Some(find_program("mosquitto").context(
+            "--with-mosquitto: `mosquitto` is not installed (Debian package `mosquitto`)",
+        )?)
+    } else {
+        None
+    };
+    let code = demo.run(
+        &args,
+        [prometheus.as_deref(), nats.as_deref(), mosquitto.as_deref()],
+    );
     demo.stop();
     code
 }
@@ -116,12 +141,9 @@ struct Node {
 }
 
 impl Demo {
-    fn run(
-        &mut self,
-        args: &DemoArgs,
-        prometheus: Option<&Path>,
-        nats: Option<&Path>,
-    ) -> Result<ExitCode> {
+    /// `peers`: the Prometheus, nats-server and Mosquitto to run, if asked.
+    fn run(&mut self, args: &DemoArgs, peers: [Option<&Path>; 3]) -> Result<ExitCode> {
+        let [prometheus, nats, mosquitto] = peers;
         let exe = std::env::current_exe().context("finding this program")?;
         let pki = self.dir.join("pki");
         self.certificates(&exe, &pki, args.agents)?;
@@ -147,6 +169,10 @@ impl Demo {
             Some(_) => Some(port("NATS", Some(NATS))?),
             None => None,
         };
+        let mqtt_port = match mosquitto {
+            Some(_) => Some(port("Mosquitto", Some(MQTT))?),
+            None => None,
+        };
         let prometheus_port = match prometheus {
             Some(_) => Some(port("Prometheus", Some(PROMETHEUS))?),
             None => None,
@@ -170,7 +196,14 @@ impl Demo {
             let worker = files.worker(api, cloud_metrics, port)?;
             nodes.push(self.node(&exe, "cloud-worker", "cloud", &worker, api)?);
         }
-        let gateway = files.gateway(gateway_api, gateway_in, cloud_in)?;
+        if let (Some(bin), Some(port)) = (mosquitto, mqtt_port) {
+            let config = files.mosquitto(port)?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("-c").arg(config);
+            self.spawn("mosquitto", cmd)?;
+            self.wait_port("mosquitto", port)?;
+        }
+        let gateway = files.gateway(gateway_api, gateway_in, cloud_in, mqtt_port)?;
         nodes.push(self.node(&exe, "gateway", "gateway", &gateway, gateway_api)?);
         for &(i, api, receiver) in &agents {
             let config = files.agent(i, api, receiver, gateway_in)?;
@@ -194,6 +227,21 @@ impl Demo {
             };
             self.loadgen(&exe, i, receiver, first, count)?;
         }
+        if let Some(port) = mqtt_port {
+            let mut cmd = Command::new(&exe);
+            cmd.args([
+                "loadgen",
+                "--mqtt",
+                &format!("mqtt://127.0.0.1:{port}"),
+                "--first-device",
+                &args.devices.to_string(),
+                "--devices",
+                &args.mqtt_devices.to_string(),
+                "--duration",
+                "87600h",
+            ]);
+            self.spawn("mqtt-devices", cmd)?;
+        }
 
         say!(
             "iotel demo: {} devices behind {} agents, a gateway and a cloud, over mutual TLS \
@@ -207,6 +255,13 @@ impl Demo {
         }
         if let Some(port) = prometheus_port {
             say!("prometheus http://127.0.0.1:{port}/");
+        }
+        if let Some(port) = mqtt_port {
+            say!(
+                "{} more devices publish to Mosquitto at mqtt://127.0.0.1:{port} \
+                 (plant/site-1/<device>/telemetry); the gateway bridges them",
+                args.mqtt_devices
+            );
         }
         if let Some(port) = nats_port {
             say!(
@@ -367,14 +422,19 @@ impl Demo {
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(self.dir.join("nats"));
         self.spawn("nats", cmd)?;
+        self.wait_port("nats", port)
+    }
+
+    /// Waits up to 10 s for the peer `name` to listen on `port`.
+    fn wait_port(&mut self, name: &str, port: u16) -> Result<()> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if Instant::now() > deadline {
                 self.keep = true;
                 bail!(
-                    "nats-server did not listen on {addr} within 10s; its log: {}",
-                    self.dir.join("logs/nats.log").display()
+                    "{name} did not listen on {addr} within 10s; its log: {}",
+                    self.dir.join(format!("logs/{name}.log")).display()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -401,6 +461,9 @@ impl Demo {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
+        if let Ok(mut pids) = STARTED.lock() {
+            pids.push(child.id());
+        }
         self.children.push((name.to_string(), child));
         Ok(())
     }
@@ -448,6 +511,8 @@ impl Demo {
         let until = duration.map(|d| Instant::now() + d);
         rt.block_on(async {
             let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             loop {
                 for (name, child) in &mut self.children {
                     if let Ok(Some(_)) = child.try_wait() {
@@ -462,6 +527,7 @@ impl Demo {
                         say!();
                         return Ok(None);
                     }
+                    _ = term.recv() => return Ok(None),
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
             }
@@ -500,6 +566,21 @@ impl Demo {
         } else if std::fs::remove_dir_all(&self.dir).is_ok() {
             say!("removed {}", self.dir.display());
         }
+    }
+}
+
+/// Every process the demo started, for [`stop_started`].
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Sends SIGTERM to every process the demo started: when the demo itself
+/// fails (a panic), so that none is left running.
+fn stop_started() {
+    let pids = STARTED.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids.iter().rev() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

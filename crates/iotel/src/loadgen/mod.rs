@@ -17,6 +17,7 @@
 //! (true time, the device's drift taken out) to its arrival.
 
 mod fleet;
+mod mqtt;
 mod receiver;
 mod sender;
 mod stats;
@@ -35,8 +36,13 @@ use std::time::{Duration, Instant};
 pub struct LoadgenArgs {
     /// The receiver: an `iotel` source, e.g. `http://127.0.0.1:7070`
     /// (the path defaults to /iotel/v1/batch).
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, required_unless_present = "mqtt", conflicts_with = "mqtt")]
+    pub target: Option<String>,
+    /// Devices that speak only MQTT instead: each publishes its readings as
+    /// JSON to `plant/<site>/<device id>/telemetry` on this broker
+    /// (`mqtt://host[:port]`), QoS 1, every --interval.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
     /// Simulated devices.
     #[arg(long, default_value_t = 50)]
     pub devices: usize,
@@ -143,6 +149,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn run_async(args: LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(url) = args.mqtt.clone() {
+        return run_mqtt(&args, &url).await;
+    }
     let stats = Arc::new(Stats::default());
     let target = sender::Target::new(&args)?;
     let drifts = fleet_drifts(&args);
@@ -246,6 +255,44 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<std::process::ExitCode> 
 
 /// Each device's clock drift in milliseconds, spread evenly in
 /// ± `--clock-drift` by the seed.
+/// `--mqtt`: the devices publish to a broker; what counts is what the
+/// broker acknowledged.
+async fn run_mqtt(args: &LoadgenArgs, url: &str) -> anyhow::Result<std::process::ExitCode> {
+    let stats = Arc::new(Stats::default());
+    let devices = args.first_device..args.first_device + args.devices;
+    eprintln!(
+        "loadgen: {} MQTT devices → {url} for {:?}; {} readings each every {:?}",
+        args.devices,
+        args.duration,
+        mqtt::READINGS,
+        args.interval
+    );
+    let started = Instant::now();
+    let until = started + args.duration;
+    mqtt::run(
+        url,
+        &args.site,
+        devices,
+        args.interval,
+        stats.clone(),
+        [until, until + args.drain_timeout],
+    )
+    .await?;
+    let generated_for = started
+        .elapsed()
+        .as_secs_f64()
+        .min(args.duration.as_secs_f64());
+    print!("{}", stats.summary(generated_for, false));
+    let s = &stats.signals[0];
+    Ok(
+        if s.acked.load(Ordering::Relaxed) < s.generated.load(Ordering::Relaxed) {
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        },
+    )
+}
+
 fn fleet_drifts(args: &LoadgenArgs) -> Arc<Vec<i64>> {
     let max = i64::try_from(args.clock_drift.as_millis()).unwrap_or(i64::MAX / 4);
     let mut rng = fastrand::Rng::with_seed(args.seed);

@@ -27,7 +27,8 @@ pub struct Target {
 
 impl Target {
     pub fn new(args: &LoadgenArgs) -> anyhow::Result<Target> {
-        let endpoint = http_util::parse_http_url_with_default_path(&args.target, BATCH_PATH)
+        let target = args.target.as_deref().unwrap_or_default();
+        let endpoint = http_util::parse_http_url_with_default_path(target, BATCH_PATH)
             .map_err(anyhow::Error::msg)
             .context("--target")?;
         let client = args.tls.client().map_err(anyhow::Error::msg)?;
