@@ -6,9 +6,9 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 use util::http_get;
 
@@ -16,47 +16,93 @@ use util::http_get;
 /// and two starting together would both find them free.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+/// A running `iotel demo` and what it printed up to `stopping in …`.
+struct Demo {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    head: Vec<String>,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iotel"))
+            .arg("demo")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut head = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let last = line.starts_with("stopping in");
+            head.push(line);
+            if last {
+                break;
+            }
+        }
+        Demo {
+            child,
+            lines,
+            head,
+            _one: one,
+        }
+    }
+
+    /// `<name> http://<addr>/` lines: each node's status page.
+    fn pages(&self) -> Vec<(String, SocketAddr)> {
+        self.head
+            .iter()
+            .filter_map(|l| l.split_once(" http://"))
+            .filter(|(name, _)| !name.contains(' '))
+            .map(|(name, url)| (name.to_string(), url.trim_end_matches('/').parse().unwrap()))
+            .collect()
+    }
+
+    /// The address in the line starting with `prefix` (up to its path).
+    fn address_after(&self, prefix: &str) -> SocketAddr {
+        let line = self.head.iter().find_map(|l| l.strip_prefix(prefix));
+        let line = line.unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.head));
+        line.split('/').next().unwrap().parse().unwrap()
+    }
+
+    /// Waits for the end: what it printed after `stopping in …`, once it
+    /// exited successfully.
+    fn finish(mut self) -> Vec<String> {
+        let rest: Vec<String> = self.lines.by_ref().map(Result::unwrap).collect();
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(status.success(), "{:?}\n{rest:?}\n{stderr}", self.head);
+        rest
+    }
+}
+
+/// What the cloud received, by signal, from the demo's last lines: every
+/// signal got there.
+fn assert_every_signal_arrived(rest: &[String]) {
+    let totals = rest
+        .iter()
+        .find(|l| l.starts_with("the cloud received "))
+        .unwrap_or_else(|| panic!("{rest:?}"));
+    let numbers: Vec<u64> = totals
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 3, "{totals}");
+    assert!(numbers.iter().all(|n| *n > 0), "{totals}");
 }
 
 #[test]
 fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
-    let _one = one_at_a_time();
     // The gateway's usual API port is taken: the demo picks another and
     // says so.
     let taken = TcpListener::bind("127.0.0.1:8687");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .args([
-            "demo",
-            "--devices",
-            "4",
-            "--agents",
-            "2",
-            "--duration",
-            "10s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut out = Vec::new();
-    let mut pages = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        out.push(line.clone());
-        // `<role> http://…`: a node's status page.
-        if let Some((name, url)) = line.split_once(" http://")
-            && !name.contains(' ')
-        {
-            pages.push((name.to_string(), url.trim_end_matches('/').to_string()));
-        }
-        if line.starts_with("stopping in") {
-            break;
-        }
-    }
-    let text = out.join("\n");
+    let demo = Demo::start(&["--devices", "4", "--agents", "2", "--duration", "10s"]);
+    let text = demo.head.join("\n");
     assert!(
         text.contains(
             "iotel demo: 4 devices behind 2 agents, a gateway and a cloud, over mutual TLS"
@@ -69,18 +115,18 @@ fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
             "{text}"
         );
     }
+    let pages = demo.pages();
     let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["cloud", "gateway", "agent-1", "agent-2"], "{text}");
     // Each status page answers, and its JSON names the node's components.
     for (name, addr) in &pages {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let (status, content_type, _) = http_get(addr, "/", None).unwrap();
+        let (status, content_type, _) = http_get(*addr, "/", None).unwrap();
         assert_eq!(
             (status, content_type.as_str()),
             (200, "text/html; charset=utf-8"),
             "{name}"
         );
-        let (_, _, body) = http_get(addr, "/api/v1/components", None).unwrap();
+        let (_, _, body) = http_get(*addr, "/api/v1/components", None).unwrap();
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let ids: Vec<&str> = json["node"]["components"]
             .as_array()
@@ -95,22 +141,8 @@ fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
         };
         assert_eq!(ids, expected, "{name}");
     }
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    let status = demo.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{}\n{stderr}", rest.join("\n"));
-    // Every signal reached the cloud through the chain.
-    let totals = rest
-        .iter()
-        .find(|l| l.starts_with("the cloud received "))
-        .unwrap_or_else(|| panic!("{rest:?}"));
-    let numbers: Vec<u64> = totals
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(numbers.len(), 3, "{totals}");
-    assert!(numbers.iter().all(|n| *n > 0), "{totals}");
+    let rest = demo.finish();
+    assert_every_signal_arrived(&rest);
     // And what it made is gone.
     let removed = rest
         .iter()
@@ -118,39 +150,20 @@ fn the_demo_runs_the_chain_shows_its_pages_and_cleans_up() {
         .unwrap_or_else(|| panic!("{rest:?}"));
     assert!(!std::path::Path::new(removed).exists());
     drop(taken);
-    std::thread::sleep(Duration::from_millis(10));
 }
 
 #[test]
 fn the_demo_with_prometheus_has_it_scrape_the_fleet() {
-    let _one = one_at_a_time();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .args([
-            "demo",
-            "--devices",
-            "2",
-            "--agents",
-            "1",
-            "--duration",
-            "15s",
-            "--with-prometheus",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut prometheus = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("prometheus http://") {
-            prometheus = Some(url.trim_end_matches('/').parse::<SocketAddr>().unwrap());
-        }
-        if line.starts_with("stopping in") {
-            break;
-        }
-    }
-    let prometheus = prometheus.expect("a prometheus line");
+    let demo = Demo::start(&[
+        "--devices",
+        "2",
+        "--agents",
+        "1",
+        "--duration",
+        "15s",
+        "--with-prometheus",
+    ]);
+    let prometheus = demo.address_after("prometheus http://");
     // The fleet's readings, scraped from the cloud's exporter.
     let found = util::wait_for("the fleet in Prometheus", Duration::from_secs(30), || {
         let (_, _, body) = http_get(
@@ -166,102 +179,53 @@ fn the_demo_with_prometheus_has_it_scrape_the_fleet() {
         (n > 0).then_some(n)
     });
     assert_eq!(found, 2, "one series per device");
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let rest = demo.finish();
     assert!(rest.iter().any(|l| l.starts_with("removed ")), "{rest:?}");
-    let status = demo.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{stderr}");
 }
 
 #[test]
 fn the_demo_with_nats_runs_the_cloud_as_ingest_and_worker() {
-    let _one = one_at_a_time();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .args([
-            "demo",
-            "--devices",
-            "2",
-            "--agents",
-            "1",
-            "--duration",
-            "10s",
-            "--with-nats",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines: Vec<String> = BufReader::new(demo.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap)
-        .collect();
-    let status = demo.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{lines:?}\n{stderr}");
-    let names: Vec<&str> = lines
-        .iter()
-        .filter_map(|l| l.split_once(" http://").map(|(n, _)| n))
-        .filter(|n| !n.contains(' '))
-        .collect();
+    let demo = Demo::start(&[
+        "--devices",
+        "2",
+        "--agents",
+        "1",
+        "--duration",
+        "10s",
+        "--with-nats",
+    ]);
+    let names: Vec<String> = demo.pages().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
         ["cloud", "cloud-worker", "gateway", "agent-1"],
-        "{lines:?}"
+        "{:?}",
+        demo.head
     );
     assert!(
-        lines
+        demo.head
             .iter()
             .any(|l| l.starts_with("the cloud publishes to NATS JetStream at nats://127.0.0.1:")),
-        "{lines:?}"
+        "{:?}",
+        demo.head
     );
     // Every signal went through JetStream to the worker's backends.
-    let totals = lines
-        .iter()
-        .find(|l| l.starts_with("the cloud received "))
-        .unwrap_or_else(|| panic!("{lines:?}"));
-    let numbers: Vec<u64> = totals
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(numbers.len(), 3, "{totals}");
-    assert!(numbers.iter().all(|n| *n > 0), "{totals}");
+    assert_every_signal_arrived(&demo.finish());
 }
 
 #[test]
 fn the_demo_with_mosquitto_bridges_devices_that_speak_only_mqtt() {
-    let _one = one_at_a_time();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_iotel"))
-        .args([
-            "demo",
-            "--devices",
-            "2",
-            "--agents",
-            "1",
-            "--duration",
-            "15s",
-            "--with-mosquitto",
-            "--mqtt-devices",
-            "3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut exporter = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("the fleet's metrics at the cloud: http://") {
-            let addr = rest.split('/').next().unwrap();
-            exporter = Some(addr.parse::<SocketAddr>().unwrap());
-        }
-        if line.starts_with("stopping in") {
-            break;
-        }
-    }
-    let exporter = exporter.expect("the exporter's address");
+    let demo = Demo::start(&[
+        "--devices",
+        "2",
+        "--agents",
+        "1",
+        "--duration",
+        "15s",
+        "--with-mosquitto",
+        "--mqtt-devices",
+        "3",
+    ]);
+    let exporter = demo.address_after("the fleet's metrics at the cloud: http://");
     // The MQTT devices (dev-00002 … dev-00004) reach the cloud through the
     // broker and the gateway, each reading a gauge labelled from its topic.
     let devices = util::wait_for(
@@ -283,7 +247,5 @@ fn the_demo_with_mosquitto_bridges_devices_that_speak_only_mqtt() {
         },
     );
     assert_eq!(devices, ["dev-00002", "dev-00003", "dev-00004"]);
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    let status = demo.wait().unwrap();
-    assert!(status.success(), "{rest:?}");
+    demo.finish();
 }

@@ -204,11 +204,9 @@ buffer = {{ type = "disk", max_size = "64MiB" }}
     assert!(png.len() > 20_000, "a blank page? {} bytes", png.len());
 }
 
-#[test]
-fn the_components_json_has_the_graph_and_totals() {
-    let node = Iotel::start(
-        "agent",
-        r#"
+/// A node whose source sends 30 log lines at start (then one an hour) to
+/// a file.
+const THIRTY_LINES: &str = r#"
 [api]
 address = "{API}"
 
@@ -222,9 +220,11 @@ batch_size = 30
 type = "file"
 inputs = ["lines"]
 path = "{DIR}/lines.ndjson"
-"#,
-        &[],
-    );
+"#;
+
+#[test]
+fn the_components_json_has_the_graph_and_totals() {
+    let node = Iotel::start("agent", THIRTY_LINES, &[]);
     let json = wait_for("every line archived", Duration::from_secs(30), || {
         let (status, content_type, body) = http_get(node.api, "/api/v1/components", None)?;
         assert_eq!((status, content_type.as_str()), (200, "application/json"));
@@ -264,25 +264,7 @@ fn top(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn top_in_batch_mode_prints_a_table_per_reading() {
-    let node = Iotel::start(
-        "agent",
-        r#"
-[api]
-address = "{API}"
-
-[sources.lines]
-type = "generator"
-signal = "log"
-interval = "1h"
-batch_size = 30
-
-[sinks.archive]
-type = "file"
-inputs = ["lines"]
-path = "{DIR}/lines.ndjson"
-"#,
-        &[],
-    );
+    let node = Iotel::start("agent", THIRTY_LINES, &[]);
     wait_for("every line archived", Duration::from_secs(30), || {
         (node.metric(
             "iotel_component_sent_events_total",
